@@ -1,0 +1,1 @@
+"""Link orchestration, classical channel, key store and the `cvqkd` command line."""

@@ -1,0 +1,1 @@
+"""One module per `cvqkd` subcommand; each exposes `register(subparsers)`."""

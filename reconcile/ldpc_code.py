@@ -33,7 +33,7 @@ class LdpcCode:
         ptr = np.ascontiguousarray(self.check_ptr, dtype=np.int64)
         idx = np.ascontiguousarray(self.var_idx, dtype=np.int32)
         if ptr.shape != (self.m + 1,) or ptr[0] != 0 or ptr[-1] != idx.size:
-            raise ValueError(f"LDPC code {self.name!r}: check_ptr does not describe {self.m} checks")
+            raise ValueError(f"LDPC code {self.name!r}: bad check_ptr for {self.m} checks")
         if np.any(np.diff(ptr) < 1):
             raise ValueError(f"LDPC code {self.name!r}: a check has no edge")
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):

@@ -1,0 +1,54 @@
+"""Link configuration loading and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.config import ConfigError, LinkConfig, config_from_dict, load_config
+
+
+def test_defaults_are_a_25km_heterodyne_link() -> None:
+    cfg = load_config(None)
+    assert cfg == LinkConfig()
+    assert cfg.physics.distance_km == 25.0 and cfg.modulation.detection == "heterodyne"
+    assert cfg.physics.transmittance == pytest.approx(10 ** (-0.5), rel=1e-12)
+
+
+def test_toml_overrides_and_int_to_float(tmp_path: Path) -> None:
+    p = tmp_path / "link.toml"
+    p.write_text('[physics]\ndistance_km = 50\nxi = 0.01\n[modulation]\ndetection = "homodyne"\n')
+    cfg = load_config(p)
+    assert cfg.physics.distance_km == 50.0 and isinstance(cfg.physics.distance_km, float)
+    assert cfg.physics.xi == 0.01 and cfg.modulation.detection == "homodyne"
+    assert cfg.protocol == LinkConfig().protocol  # untouched sections keep defaults
+
+
+@pytest.mark.parametrize(
+    ("doc", "msg"),
+    [
+        ({"physics": {"eta": 0.0}}, r"physics\.eta = 0\.0 is out of range: it must be > 0"),
+        ({"physics": {"eta": 1.5}}, r"physics\.eta = 1\.5 is out of range: it must be <= 1"),
+        ({"physics": {"bogus": 1}}, r"unknown key physics\.bogus"),
+        ({"nope": {}}, r"unknown section \[nope\]"),
+        ({"physics": 3}, r"\[physics\] must be a table"),
+        ({"modulation": {"detection": "x"}}, r"modulation\.detection must be one of"),
+        ({"protocol": {"frame_symbols": 1.5}}, r"protocol\.frame_symbols must be of type int"),
+        ({"protocol": {"mdr_dimension": 3}}, r"mdr_dimension must be 1, 2, 4 or 8"),
+        ({"physics": {"eta": True}}, r"physics\.eta must be of type float, got bool"),
+        ({"physics": {"xi": float("nan")}}, r"physics\.xi must be finite"),
+    ],
+)
+def test_invalid_values_name_the_key(doc: dict, msg: str) -> None:
+    with pytest.raises(ConfigError, match=msg):
+        config_from_dict(doc)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[physics\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)

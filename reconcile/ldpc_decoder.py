@@ -1,0 +1,229 @@
+"""Syndrome (coset) decoding of LDPC codes: a thin wrapper around the C decoder `reconcile._ldpc`.
+
+The decoder (c_ext/ldpc_decoder.c) is layered sum-product BP in float32, 8 frames per SIMD
+vector, with pthreads across groups of 8 frames. It solves H x = s for the most likely x given
+per-bit LLRs (LLR = ln P(x=0)/P(x=1), so LLR > 0 means bit 0).
+
+`Decoder(code)` prepares the graph once (shortened variables dropped, degree-one variables
+folded into their check, checks with a single remaining variable turned into constant
+messages) and owns every buffer; `decode()` keeps one `Decoder` per code in a small cache.
+Calls release the GIL and are safe from several Python threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from reconcile._ldpc import ffi, lib
+from reconcile.ldpc_code import LdpcCode
+
+DEFAULT_MAX_ITER = 100
+LANES = 8  # frames per SIMD vector (LDPC_LANES in the C header)
+LLR_LIMIT = 1.0e4  # input LLRs are clipped to +-LLR_LIMIT (so +-inf means a known bit)
+SIMD_PATHS = {"auto": 0, "portable": 1, "avx2": 2}
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Outcome of decoding `frames` frames of an n-bit code.
+
+    bits: uint8 (frames, n) decisions; for frames that converged, H bits = syndrome.
+    converged: bool (frames,) whether the syndrome was matched within max_iter.
+    iterations: int32 (frames,) layered passes run (0 if the channel decisions already matched).
+    llr: float32 (frames, n) posterior LLRs if requested (NaN for folded degree-one
+    variables, +inf for shortened ones), else None.
+    """
+
+    bits: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    llr: np.ndarray | None = None
+
+
+class Decoder:
+    """Decoder of one `LdpcCode`; build once, call `decode` many times (from any thread)."""
+
+    def __init__(self, code: LdpcCode) -> None:
+        self.code = code
+        n, m = code.n, code.m
+        check_of_edge = np.repeat(np.arange(m, dtype=np.int32), code.check_degrees())
+        pair = check_of_edge.astype(np.int64) * n + code.var_idx
+        if np.unique(pair).size != pair.size:
+            raise ValueError(f"LDPC code {code.name!r}: a variable appears twice in one check")
+
+        shortened = np.zeros(n, bool)
+        shortened[code.shortened] = True
+        punctured = np.zeros(n, bool)
+        punctured[code.punctured] = True
+        if np.any(shortened & punctured):
+            raise ValueError(f"LDPC code {code.name!r}: a variable is both punctured and shortened")
+        keep = ~shortened[code.var_idx]
+        deg = np.bincount(code.var_idx[keep], minlength=n)
+
+        # Fold one degree-one variable per check (the first) into the check as a constant prior.
+        cand = np.flatnonzero(keep & (deg[code.var_idx] == 1))
+        first_checks, first_pos = np.unique(check_of_edge[cand], return_index=True)
+        fold_edges = cand[first_pos]
+        chk_fold = np.full(m, -1, np.int32)
+        chk_fold[first_checks] = code.var_idx[fold_edges]
+        folded = np.zeros(n, bool)
+        folded[code.var_idx[fold_edges]] = True
+
+        active = ~shortened & ~folded
+        act_var = np.flatnonzero(active).astype(np.int32)
+        act_index = np.full(n, -1, np.int32)
+        act_index[act_var] = np.arange(act_var.size, dtype=np.int32)
+
+        act_edge = active[code.var_idx]
+        chk_deg = np.bincount(check_of_edge[act_edge], minlength=m).astype(np.int64)
+        chk_ptr = np.zeros(m + 1, np.int64)
+        np.cumsum(chk_deg, out=chk_ptr[1:])
+        chk_var = act_index[code.var_idx[act_edge]]
+
+        sched_check = np.flatnonzero(chk_deg >= 2).astype(np.int32)
+        sched_ptr = np.zeros(sched_check.size + 1, np.int64)
+        np.cumsum(chk_deg[sched_check], out=sched_ptr[1:])
+        sched_edge = np.isin(check_of_edge[act_edge], sched_check, assume_unique=False)
+        sched_var = chk_var[sched_edge]
+
+        self._arrays = {
+            "act_var": act_var,
+            "chk_ptr": chk_ptr,
+            "chk_var": np.ascontiguousarray(chk_var, np.int32),
+            "chk_fold": chk_fold,
+            "sched_check": sched_check,
+            "sched_ptr": sched_ptr,
+            "sched_var": np.ascontiguousarray(sched_var, np.int32),
+            "const_check": np.flatnonzero(chk_deg == 1).astype(np.int32),
+            "test_check": np.flatnonzero(chk_fold < 0).astype(np.int32),
+        }
+        self._punctured = np.flatnonzero(punctured)
+        self._shortened = code.shortened
+        g = ffi.new("ldpc_graph *")
+        g.n, g.m, g.n_act = n, m, act_var.size
+        g.n_sched = sched_check.size
+        g.max_deg = int(chk_deg[sched_check].max()) if sched_check.size else 0
+        g.n_const = self._arrays["const_check"].size
+        g.n_test = self._arrays["test_check"].size
+        for name, arr in self._arrays.items():
+            ctype = "int64_t *" if arr.dtype == np.int64 else "int32_t *"
+            setattr(g, name, ffi.cast(ctype, ffi.from_buffer(arr)))
+        self._graph = g
+        self._work_floats = int(lib.ldpc_workspace_floats(g))
+
+    @property
+    def scheduled_edges(self) -> int:
+        """Edges processed per layered iteration (after removing shortened and folded ones)."""
+        return int(self._arrays["sched_ptr"][-1])
+
+    @property
+    def folded_variables(self) -> int:
+        return int(np.count_nonzero(self._arrays["chk_fold"] >= 0))
+
+    def decode(
+        self,
+        llr: np.ndarray,
+        syndrome: np.ndarray,
+        max_iter: int = DEFAULT_MAX_ITER,
+        threads: int = 1,
+        return_llr: bool = False,
+        simd: str = "auto",
+    ) -> DecodeResult:
+        """Decode frames: llr float (frames, n), syndrome 0/1 (frames, m).
+
+        LLRs at punctured positions are ignored (treated as 0); shortened bits are 0.
+        """
+        code = self.code
+        llr_arr = np.asarray(llr)
+        syn_arr = np.asarray(syndrome)
+        if llr_arr.ndim != 2 or llr_arr.shape[1] != code.n:
+            raise ValueError(f"llr must have shape (frames, {code.n}), got {np.shape(llr)}")
+        frames = llr_arr.shape[0]
+        if syn_arr.shape != (frames, code.m):
+            raise ValueError(f"syndrome must have shape ({frames}, {code.m}), got {syn_arr.shape}")
+        if not np.issubdtype(llr_arr.dtype, np.floating):
+            raise ValueError(f"llr must be a floating-point array, got {llr_arr.dtype}")
+        if not (np.issubdtype(syn_arr.dtype, np.integer) or syn_arr.dtype == np.bool_):
+            raise ValueError(f"syndrome must be an integer 0/1 array, got {syn_arr.dtype}")
+        if syn_arr.size and (syn_arr.min() < 0 or syn_arr.max() > 1):
+            raise ValueError("syndrome entries must be 0 or 1")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 0:
+            raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int | np.integer):
+            raise ValueError(f"threads must be an integer, got {threads!r}")
+        if not 1 <= threads <= 64:
+            raise ValueError(f"threads must be in 1..64, got {threads}")
+        if simd not in SIMD_PATHS:
+            raise ValueError(f"simd must be one of {sorted(SIMD_PATHS)}, got {simd!r}")
+        if SIMD_PATHS[simd] == 2 and lib.ldpc_simd_level() < 2:
+            raise ValueError("this CPU has no AVX2")
+
+        llr_in = np.clip(llr_arr, -LLR_LIMIT, LLR_LIMIT).astype(np.float32, order="C")
+        if np.isnan(llr_in).any():
+            raise ValueError("llr contains NaN")
+        llr_in[:, self._punctured] = 0.0
+        syn_in = np.ascontiguousarray(syn_arr, dtype=np.uint8)
+        bits = np.zeros((frames, code.n), np.uint8)
+        converged = np.zeros(frames, np.uint8)
+        iterations = np.zeros(frames, np.int32)
+        llr_out = None
+        if return_llr:
+            llr_out = np.full((frames, code.n), np.inf, np.float32)
+        nthreads = max(1, min(int(threads), -(-frames // LANES)))
+        work = np.empty(nthreads * self._work_floats, np.float32)
+        rc = lib.ldpc_decode(
+            self._graph,
+            ffi.cast("const float *", ffi.from_buffer(llr_in)),
+            ffi.cast("const uint8_t *", ffi.from_buffer(syn_in)),
+            frames,
+            int(max_iter),
+            nthreads,
+            SIMD_PATHS[simd],
+            ffi.cast("float *", ffi.from_buffer(work)),
+            ffi.cast("uint8_t *", ffi.from_buffer(bits)),
+            ffi.cast("uint8_t *", ffi.from_buffer(converged)),
+            ffi.cast("int32_t *", ffi.from_buffer(iterations)),
+            ffi.cast("float *", ffi.from_buffer(llr_out)) if llr_out is not None else ffi.NULL,
+        )
+        if rc != 0:
+            raise ValueError("LDPC decoder rejected its arguments")
+        return DecodeResult(bits, converged.astype(bool), iterations, llr_out)
+
+
+_cache_lock = threading.Lock()
+_cache: dict[int, tuple[weakref.ref, Decoder]] = {}
+_CACHE_SIZE = 8
+
+
+def decoder_for(code: LdpcCode) -> Decoder:
+    """The cached `Decoder` of `code` (built on first use; a few codes are kept)."""
+    with _cache_lock:
+        hit = _cache.get(id(code))
+        if hit is not None and hit[0]() is code:
+            return hit[1]
+    dec = Decoder(code)
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[id(code)] = (weakref.ref(code), dec)
+    return dec
+
+
+def decode(
+    code: LdpcCode,
+    llr: np.ndarray,
+    syndrome: np.ndarray,
+    max_iter: int = DEFAULT_MAX_ITER,
+    threads: int = 1,
+) -> DecodeResult:
+    """Syndrome-decode frames of `code`: see `Decoder.decode`."""
+    return decoder_for(code).decode(llr, syndrome, max_iter=max_iter, threads=threads)
+
+
+def simd_level() -> str:
+    """The SIMD path `simd="auto"` uses on this CPU."""
+    return "avx2" if lib.ldpc_simd_level() == 2 else "portable"

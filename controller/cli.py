@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 # Top-level subcommands, in the order `cvqkd --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "keyrate",
+    "plan",
 )
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.

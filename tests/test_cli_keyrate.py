@@ -141,3 +141,15 @@ def test_plan_plot(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_plan_plot_unwritable(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     rc = main(["plan", "--distance-km", "0:10:5", "--plot", str(tmp_path / "no" / "x.png")])
     assert rc == 2 and "cannot write plot" in capsys.readouterr().err
+
+
+def test_output_referred_noise_is_converted(capsys: pytest.CaptureFixture[str]) -> None:
+    """--xi-output X at transmittance T is --xi X/T (noise referred to the channel input)."""
+    a = _json(capsys, ["keyrate", "--distance-km", "20", "--xi-output", "0.004", "--json"])
+    t = 10 ** (-0.4)
+    b = _json(capsys, ["keyrate", "--transmittance", str(t), "--xi", str(0.004 / t), "--json"])
+    assert a["xi"] == pytest.approx(0.004 / t)
+    assert a["K"] == pytest.approx(b["K"], rel=1e-12) and a["chi_BE"] == pytest.approx(b["chi_BE"])
+    plan = _json(capsys, ["plan", "--distance-km", "10:30:10", "--xi-output", "0.004", "--json"])
+    assert [r["xi"] for r in plan["rows"]] == pytest.approx([0.004 * 10 ** (d / 50)
+                                                            for d in (10, 20, 30)])

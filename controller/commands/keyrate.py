@@ -41,9 +41,14 @@ def add_physics_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the V_A that maximises the asymptotic rate instead of --va")
     parser.add_argument("--loss-db-per-km", type=float, default=d["loss_db_per_km"],
                         metavar="A", help="fibre attenuation, dB/km (default %(default)s)")
-    parser.add_argument("--xi", type=float, default=d["xi"], metavar="XI",
-                        help="excess noise referred to the channel INPUT, SNU (default "
-                             "%(default)s)")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("--xi", type=float, default=d["xi"], metavar="XI",
+                       help="excess noise referred to the channel INPUT, SNU (default "
+                            "%(default)s)")
+    noise.add_argument("--xi-output", type=float, metavar="XI_OUT",
+                       help="instead of --xi: excess noise referred to the channel OUTPUT (at "
+                            "Bob's input, before the detector), SNU; xi = XI_OUT / T at each "
+                            "distance (noise that does not scale with the fibre)")
     parser.add_argument("--eta", type=float, default=d["eta"], metavar="E",
                         help="detector efficiency (default %(default)s)")
     parser.add_argument("--vel", type=float, default=d["vel"], metavar="VEL",
@@ -74,20 +79,36 @@ def link_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "detector": args.detector}
 
 
+def input_xi(args: argparse.Namespace, transmittance: np.ndarray) -> np.ndarray:
+    """Input-referred excess noise (SNU): --xi, or --xi-output / T."""
+    if args.xi_output is None:
+        return keyrate.check_range("xi", args.xi, 0.0, low_open=False)
+    xi_out = keyrate.check_range("xi_output", args.xi_output, 0.0, low_open=False)
+    return xi_out / keyrate.check_range("transmittance", transmittance, 0.0, 1.0)
+
+
+def noise_label(args: argparse.Namespace) -> str:
+    if args.xi_output is None:
+        return f"xi = {args.xi:g} SNU (input)"
+    return f"xi_out = {args.xi_output:g} SNU (channel output; xi = xi_out / T)"
+
+
 def compute(args: argparse.Namespace, transmittance: np.ndarray) -> dict[str, np.ndarray]:
     """Every rate for the given transmittance(s) and the link flags; arrays keyed by name."""
     kw = link_kwargs(args)
+    xi = input_xi(args, transmittance)
     if args.optimize_va:
-        v_a, asym = keyrate.optimal_modulation(transmittance, args.xi, args.beta, **kw)
+        v_a, asym = keyrate.optimal_modulation(transmittance, xi, args.beta, **kw)
     else:
         v_a = np.broadcast_to(keyrate.check_range("va", args.va, 0.0), np.shape(transmittance))
-        asym = keyrate.asymptotic_rate(v_a, transmittance, args.xi, args.beta, **kw)
+        asym = keyrate.asymptotic_rate(v_a, transmittance, xi, args.beta, **kw)
     out = {"transmittance": np.asarray(transmittance, dtype=float), "v_a": v_a,
+           "xi": np.broadcast_to(xi, np.shape(transmittance)),
            "I_AB": asym.i_ab, "chi_BE": asym.chi_be, "K": asym.k, "K_unclipped": asym.k_raw,
            "plob": keyrate.plob_bound(transmittance)}
     if args.n_total is not None:
         fin = finite_size.finite_size_rate(
-            v_a, transmittance, args.xi, args.beta, n_total=args.n_total,
+            v_a, transmittance, xi, args.beta, n_total=args.n_total,
             pe_fraction=args.pe_fraction, epsilon=args.epsilon, fer=args.fer,
             digitization_bits=args.digitization_bits, **kw)
         out.update({"T_min": fin.t_min, "xi_max": fin.xi_max, "chi_BE_worst": fin.chi_be_worst,
@@ -114,7 +135,8 @@ def _run(args: argparse.Namespace) -> int:
         "detection": args.detection, "detector": args.detector,
         "distance_km": args.distance_km,
         "loss_db_per_km": args.loss_db_per_km if args.distance_km is not None else None,
-        "xi": args.xi, "eta": args.eta, "v_el": args.vel, "beta": args.beta,
+        "xi_output": args.xi_output, "xi": args.xi if args.xi_output is None else None,
+        "eta": args.eta, "v_el": args.vel, "beta": args.beta,
         "va_optimized": bool(args.optimize_va),
     }
     if args.n_total is not None:
@@ -125,13 +147,14 @@ def _run(args: argparse.Namespace) -> int:
         obj = {**params, **{k: json_number(v) for k, v in res.items()}}
         print(json.dumps(obj, allow_nan=False))
         return 0
-    print(format_table(params, res))
+    print(format_table({**params, "noise": noise_label(args)}, res))
     return 0
 
 
 _ROWS = (  # key, label, unit
     ("transmittance", "channel transmittance T", ""),
     ("v_a", "modulation variance V_A", "SNU"),
+    ("xi", "excess noise xi (input)", "SNU"),
     ("I_AB", "mutual information I_AB", "bit/symbol"),
     ("chi_BE", "Holevo bound chi_BE", "bit/symbol"),
     ("K", "asymptotic key rate K", "bit/symbol"),
@@ -145,7 +168,7 @@ _ROWS = (  # key, label, unit
 
 def format_table(params: dict[str, Any], res: dict[str, float]) -> str:
     head = (f"{params['detection']} detection, {params['detector']} detector, "
-            f"xi = {params['xi']:g} SNU (input), eta = {params['eta']:g}, "
+            f"{params['noise']}, eta = {params['eta']:g}, "
             f"v_el = {params['v_el']:g} SNU, beta = {params['beta']:g}")
     lines = [head]
     for key, label, unit in _ROWS:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from controller.cli import UsageError
-from controller.commands.keyrate import add_physics_arguments, compute, json_number
+from controller.commands.keyrate import add_physics_arguments, compute, json_number, noise_label
 from reconcile import keyrate
 
 MAX_POINTS = 10_000
@@ -132,7 +132,7 @@ def format_plan(args: argparse.Namespace, plan: dict[str, Any]) -> str:
     cols = _columns(args)
     va = "optimised" if args.optimize_va else f"{args.va:g} SNU"
     lines = [f"{args.detection} detection, {args.detector} detector, V_A {va}, "
-             f"xi = {args.xi:g} SNU (input), eta = {args.eta:g}, v_el = {args.vel:g} SNU, "
+             f"{noise_label(args)}, eta = {args.eta:g}, v_el = {args.vel:g} SNU, "
              f"beta = {args.beta:g}, fibre {args.loss_db_per_km:g} dB/km"]
     if args.n_total is not None:
         lines.append(f"finite size: N = {args.n_total:.3g} symbols, PE fraction "
@@ -154,7 +154,7 @@ def format_plan(args: argparse.Namespace, plan: dict[str, Any]) -> str:
 
 def plan_json(args: argparse.Namespace, plan: dict[str, Any]) -> str:
     res = _with_bps(args, plan["rates"])
-    keys = ["distance_km"] + [k for k, _, _ in _columns(args)] + ["I_AB", "chi_BE"]
+    keys = ["distance_km"] + [k for k, _, _ in _columns(args)] + ["xi", "I_AB", "chi_BE"]
     if args.n_total is not None:
         keys += ["T_min", "xi_max"]
     table = {**res, "distance_km": plan["distance_km"]}
@@ -164,7 +164,9 @@ def plan_json(args: argparse.Namespace, plan: dict[str, Any]) -> str:
     obj = {
         "parameters": {"detection": args.detection, "detector": args.detector,
                        "va": None if args.optimize_va else args.va,
-                       "va_optimized": bool(args.optimize_va), "xi": args.xi, "eta": args.eta,
+                       "va_optimized": bool(args.optimize_va),
+                       "xi": args.xi if args.xi_output is None else None,
+                       "xi_output": args.xi_output, "eta": args.eta,
                        "v_el": args.vel, "beta": args.beta,
                        "loss_db_per_km": args.loss_db_per_km, "symbol_rate": args.symbol_rate,
                        "n_total": args.n_total, "pe_fraction": args.pe_fraction,
@@ -199,7 +201,8 @@ def write_plot(args: argparse.Namespace, plan: dict[str, Any], path: str) -> Non
     ax.set_yscale("log")
     ax.set_xlabel("fibre length [km]")
     ax.set_ylabel(f"secret key rate [{unit}]")
-    ax.set_title(f"GG02, {args.detection}, {args.detector} detector, xi = {args.xi:g} SNU")
+    ax.set_title(f"GG02, {args.detection}, {args.detector} detector, {noise_label(args)}",
+                 fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -75,13 +75,18 @@ def _dma_fault(dma: Any, channel: str) -> str | None:
     return None
 
 
+def _check_dma(dma: Any, channel: str, what: str) -> None:
+    """Raise if the channel is in an error state (a transfer would not start)."""
+    fault = _dma_fault(dma, channel)
+    if fault:
+        raise DmaError(f"{what}: {fault}; reset the DMA (recover()) before retrying")
+
+
 def _wait_dma(dma: Any, channel: str, deadline: float, what: str) -> None:
     """Poll a simple-mode channel until IDLE (then let pynq's `wait` finish) or fail."""
     chan = dma.sendchannel if channel == "MM2S" else dma.recvchannel
     while True:
-        fault = _dma_fault(dma, channel)
-        if fault:
-            raise DmaError(f"{what}: {fault}; reset the DMA (recover()) before retrying")
+        _check_dma(dma, channel, what)
         if chan.idle:
             chan.wait()  # returns at once: invalidates the buffer, reads `transferred`
             return
@@ -245,6 +250,7 @@ class DacPlayer(pynq.DefaultIP):
         self.io.clear("ERRORS")
         with pynq.allocate(iq.shape, np.int16, target=self.device) as buf:
             buf[:] = iq
+            _check_dma(self.dma, "MM2S", "waveform load")
             self.dma.sendchannel.transfer(buf)
             _wait_dma(self.dma, "MM2S", time.monotonic() + timeout_s, "waveform load")
         loaded = self.io.get("LOADED")
@@ -341,6 +347,7 @@ class AdcCapture(pynq.DefaultIP):
         self.io.set("N_SAMPLES", VALUE=n)
         self.io.set("DECIMATION", VALUE=dec)
         self.io.set("NCO_FTW", VALUE=ftw)
+        _check_dma(self.dma, "S2MM", "capture")
         self.dma.recvchannel.transfer(out)
         self.io.pulse("COMMAND", "ARM")
         if self.io.get("ERRORS", "BAD_CONFIG"):
@@ -369,9 +376,7 @@ class AdcCapture(pynq.DefaultIP):
                     done = self.io.get("SAMPLES_DONE")
                     raise DmaTimeout(f"capture aborted: S2MM DMA stalled, capture FIFO overran "
                                      f"after {done} of {p['n']} samples (ERRORS.FIFO_OVERRUN)")
-                fault = _dma_fault(self.dma, "S2MM")
-                if fault:
-                    raise DmaError(f"capture: {fault}")
+                _check_dma(self.dma, "S2MM", "capture")
                 if st["DONE"] and self.dma.recvchannel.idle:
                     break
                 if time.monotonic() > deadline:

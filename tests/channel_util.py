@@ -1,10 +1,12 @@
-"""Test helpers: pairs of authentication key pools from one pre-shared key file."""
+"""Test helpers: key pool pairs from one pre-shared key file; loopback sessions."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from controller.auth import KeyPool, Role
+from controller.channel import ChannelError, accept, connect
 from controller.psk import create_psk_file
 
 
@@ -19,3 +21,46 @@ def make_pool_pair(directory: Path, n_keys: int = 256) -> tuple[Path, Path]:
     KeyPool.create(paths[0], psk, Role.ALICE).close()
     KeyPool.create(paths[1], copy, Role.BOB).close()
     return paths
+
+
+HOST = "127.0.0.1"
+
+
+async def _session(pa, pb, alice_script, bob_script, *, alice_kw=None, bob_kw=None,
+                   errors=(ChannelError,)):
+    """Run Bob as a loopback server and Alice as client; return both scripts' results
+    (an exception of one of `errors` is returned as that side's result)."""
+    bob_done: asyncio.Future = asyncio.get_running_loop().create_future()
+    pool_b = KeyPool.open(pb)
+
+    async def handle(reader, writer):
+        try:
+            ch = await accept(reader, writer, pool_b, **(bob_kw or {}))
+            bob_done.set_result(await bob_script(ch))
+        except BaseException as exc:
+            bob_done.set_exception(exc)
+
+    server = await asyncio.start_server(handle, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    pool_a = KeyPool.open(pa)
+    try:
+        alice_result = None
+        try:
+            ch = await connect(HOST, port, pool_a, **(alice_kw or {}))
+            alice_result = await alice_script(ch)
+        except errors as exc:
+            alice_result = exc
+        try:
+            bob_result = await asyncio.wait_for(bob_done, 10)
+        except errors as exc:
+            bob_result = exc
+        return alice_result, bob_result
+    finally:
+        server.close()
+        await server.wait_closed()
+        pool_a.close()
+        pool_b.close()
+
+
+def run(*args, **kw):
+    return asyncio.run(_session(*args, **kw))

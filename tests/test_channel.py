@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from channel_util import make_pool_pair
+from channel_util import make_pool_pair, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,50 +24,8 @@ from controller.channel import (
     MalformedFrame,
     ProtocolError,
     SequenceError,
-    accept,
-    connect,
 )
 from controller.framing import MsgType, pack_header
-
-HOST = "127.0.0.1"
-
-
-async def _session(pa, pb, alice_script, bob_script, *, alice_kw=None, bob_kw=None):
-    """Run Bob as a loopback server and Alice as client; return both scripts' results."""
-    bob_done: asyncio.Future = asyncio.get_running_loop().create_future()
-    pool_b = KeyPool.open(pb)
-
-    async def handle(reader, writer):
-        try:
-            ch = await accept(reader, writer, pool_b, **(bob_kw or {}))
-            bob_done.set_result(await bob_script(ch))
-        except BaseException as exc:
-            bob_done.set_exception(exc)
-
-    server = await asyncio.start_server(handle, HOST, 0)
-    port = server.sockets[0].getsockname()[1]
-    pool_a = KeyPool.open(pa)
-    try:
-        alice_result = None
-        try:
-            ch = await connect(HOST, port, pool_a, **(alice_kw or {}))
-            alice_result = await alice_script(ch)
-        except ChannelError as exc:
-            alice_result = exc
-        try:
-            bob_result = await asyncio.wait_for(bob_done, 10)
-        except ChannelError as exc:
-            bob_result = exc
-        return alice_result, bob_result
-    finally:
-        server.close()
-        await server.wait_closed()
-        pool_a.close()
-        pool_b.close()
-
-
-def run(*args, **kw):
-    return asyncio.run(_session(*args, **kw))
 
 
 @pytest.fixture

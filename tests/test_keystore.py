@@ -147,7 +147,8 @@ def test_swapped_ciphertexts_detected(tmp_path, store):
     store.add_batch(bid, keys, link_id="l", peer_id="p", role=PARTICIPANT, status=COMMITTED)
     raw = sqlite3.connect(tmp_path / "keys.db")
     rows = raw.execute("SELECT id, nonce, ciphertext FROM keys ORDER BY rowid").fetchall()
-    raw.execute("UPDATE keys SET nonce = ?, ciphertext = ? WHERE id = ?", (*rows[1][1:], rows[0][0]))
+    raw.execute("UPDATE keys SET nonce = ?, ciphertext = ? WHERE id = ?",
+                (*rows[1][1:], rows[0][0]))
     raw.commit()
     raw.close()
     with pytest.raises(KeyCorrupted):

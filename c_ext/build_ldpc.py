@@ -35,10 +35,10 @@ int ldpc_simd_level(void);
 int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32_t frames,
                 int32_t max_iter, int32_t threads, int32_t simd, float *work, uint8_t *bits,
                 uint8_t *converged, int32_t *iterations, float *llr_out);
-void ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);
+int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);
 """
 
-# No FMA contraction: the AVX2 and portable paths then give bit-identical results.
+# No FMA contraction (except in ldpc_decoder_fma.c): portable and AVX2 paths agree bit for bit.
 _FLAGS = ["-O3", "-std=gnu11", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi", "-pthread"]
 if platform.machine().lower() in ("x86_64", "amd64"):
     _FLAGS.append("-march=x86-64-v2")  # AVX2 is chosen at run time (ldpc_simd_level)
@@ -48,7 +48,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "reconcile._ldpc",
     '#include "ldpc_decoder.h"',
-    sources=[str((HERE / "ldpc_decoder.c").relative_to(ROOT))],
+    sources=[str((HERE / f).relative_to(ROOT)) for f in ("ldpc_decoder.c", "ldpc_decoder_fma.c")],
     include_dirs=[str(HERE.relative_to(ROOT))],
     extra_compile_args=_FLAGS,
     extra_link_args=["-pthread"],

@@ -38,7 +38,13 @@ typedef struct {
 /* Floats of workspace needed by one thread (includes alignment slack). */
 int64_t ldpc_workspace_floats(const ldpc_graph *g);
 
-/* Best SIMD path this CPU supports: 1 portable vector code, 2 AVX2. */
+/* SIMD paths: portable vector code (SSE2/NEON), AVX2, AVX2 with FMA contraction. */
+#define LDPC_SIMD_BEST 0
+#define LDPC_SIMD_PORTABLE 1
+#define LDPC_SIMD_AVX2 2
+#define LDPC_SIMD_AVX2_FMA 3
+
+/* Best SIMD path this CPU supports (LDPC_SIMD_*). */
 int ldpc_simd_level(void);
 
 /* Decode `frames` frames.
@@ -50,12 +56,12 @@ int ldpc_simd_level(void);
  * syndrome matched; max_iter if it never did).
  * llr_out: [frames][n] float32 posterior LLRs, or NULL (folded variables get NaN,
  * shortened +inf).
- * simd: 0 best available, 1 portable, 2 AVX2. Returns 0, or -1 on bad arguments. */
+ * simd: LDPC_SIMD_*. Returns 0, or -1 on bad arguments (or a path this CPU lacks). */
 int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32_t frames,
                 int32_t max_iter, int32_t threads, int32_t simd, float *work, uint8_t *bits,
                 uint8_t *converged, int32_t *iterations, float *llr_out);
 
-/* phi(x) = -ln(tanh(x/2)) on the decoder's clamped domain, for accuracy tests. */
-void ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);
+/* phi(x) = -ln(tanh(x/2)) on the decoder's clamped domain, for accuracy tests; 0 or -1. */
+int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);
 
 #endif

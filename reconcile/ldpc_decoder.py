@@ -24,7 +24,7 @@ from reconcile.ldpc_code import LdpcCode
 DEFAULT_MAX_ITER = 100
 LANES = 8  # frames per SIMD vector (LDPC_LANES in the C header)
 LLR_LIMIT = 1.0e4  # input LLRs are clipped to +-LLR_LIMIT (so +-inf means a known bit)
-SIMD_PATHS = {"auto": 0, "portable": 1, "avx2": 2}
+SIMD_PATHS = {"auto": 0, "portable": 1, "avx2": 2, "avx2fma": 3}  # LDPC_SIMD_* in the C header
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ class Decoder:
             raise ValueError(f"threads must be in 1..64, got {threads}")
         if simd not in SIMD_PATHS:
             raise ValueError(f"simd must be one of {sorted(SIMD_PATHS)}, got {simd!r}")
-        if SIMD_PATHS[simd] == 2 and lib.ldpc_simd_level() < 2:
-            raise ValueError("this CPU has no AVX2")
+        if SIMD_PATHS[simd] > lib.ldpc_simd_level():
+            raise ValueError(f"this CPU cannot run the {simd!r} decoder path")
 
         llr_in = np.clip(llr_arr, -LLR_LIMIT, LLR_LIMIT).astype(np.float32, order="C")
         if np.isnan(llr_in).any():
@@ -226,4 +226,20 @@ def decode(
 
 def simd_level() -> str:
     """The SIMD path `simd="auto"` uses on this CPU."""
-    return "avx2" if lib.ldpc_simd_level() == 2 else "portable"
+    level = lib.ldpc_simd_level()
+    return next(name for name, v in SIMD_PATHS.items() if v == level)
+
+
+def phi(x: np.ndarray, simd: str = "auto") -> np.ndarray:
+    """The decoder's float32 phi(x) = -ln tanh(x/2) (arguments clamped to [phi(40), 40])."""
+    if simd not in SIMD_PATHS or SIMD_PATHS[simd] > lib.ldpc_simd_level():
+        raise ValueError(f"unavailable SIMD path {simd!r}")
+    xs = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(xs)
+    lib.ldpc_phi(
+        ffi.cast("const float *", ffi.from_buffer(xs)),
+        ffi.cast("float *", ffi.from_buffer(out)),
+        xs.size,
+        SIMD_PATHS[simd],
+    )
+    return out

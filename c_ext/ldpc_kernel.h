@@ -1,0 +1,276 @@
+/* Decoder kernel, included by ldpc_decoder.c (portable and AVX2 builds) and by
+ * ldpc_decoder_fma.c (AVX2 + FMA build); everything here is static. See ldpc_decoder.c for
+ * the algorithm. */
+#ifndef CVQKD_LDPC_KERNEL_H
+#define CVQKD_LDPC_KERNEL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ldpc_decoder.h"
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+#define W LDPC_LANES
+#define ALWAYS static inline __attribute__((always_inline))
+#define VF(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
+#define VI(x) ((v8i){(x), (x), (x), (x), (x), (x), (x), (x)})
+#define SIGN_BIT ((int32_t)0x80000000)
+
+#define PHI_HI 40.0f
+#define PHI_LO 8.4967e-18f /* phi(40) = log1p(2/expm1(40)) */
+/* message of a check whose only other variable is shortened away: the bit is known */
+#define LLR_HARD 1000.0f
+
+ALWAYS v8f vsel(v8i mask, v8f a, v8f b) { return (v8f)(((v8i)a & mask) | ((v8i)b & ~mask)); }
+
+ALWAYS v8f vclamp(v8f x) {
+    x = vsel(x < VF(PHI_LO), VF(PHI_LO), x);
+    return vsel(x > VF(PHI_HI), VF(PHI_HI), x);
+}
+
+/* phi(x) = -ln tanh(x/2) for x in [PHI_LO, PHI_HI], on NP independent vectors at once: the
+ * statements of the NP evaluations are interleaved so that the out-of-order core overlaps
+ * their long dependency chains (one evaluation alone is latency-bound). */
+#define NP 2
+#define EACH(stmt)                                                                             \
+    for (int i = 0; i < NP; ++i) {                                                             \
+        stmt;                                                                                  \
+    }
+ALWAYS void vphi_n(v8f *x) {
+    v8f kf[NP], r[NP], p[NP], tk[NP], u[NP], w[NP], nn[NP], d1[NP], s[NP], e[NP], s2[NP], q[NP];
+    v8i db[NP], sm[NP];
+    /* e^-x = 2^k (1 + p), expm1(-x) = 2^k p + (2^k - 1), k = round(-x / ln 2) */
+    EACH(kf[i] = (-x[i] * VF(1.44269504f) + VF(12582912.0f)) - VF(12582912.0f))
+    EACH(r[i] = (-x[i] - kf[i] * VF(0.693145751953125f)) - kf[i] * VF(1.4286068e-06f))
+    EACH(tk[i] = (v8f)((__builtin_convertvector(kf[i], v8i) + VI(127)) << 23))
+    EACH(p[i] = VF(1.0f / 720) + r[i] * VF(1.0f / 5040))
+    EACH(p[i] = VF(1.0f / 120) + r[i] * p[i])
+    EACH(p[i] = VF(1.0f / 24) + r[i] * p[i])
+    EACH(p[i] = VF(1.0f / 6) + r[i] * p[i])
+    EACH(p[i] = VF(0.5f) + r[i] * p[i])
+    EACH(p[i] = VF(1.0f) + r[i] * p[i])
+    EACH(p[i] = r[i] * p[i])
+    EACH(u[i] = tk[i] + tk[i] * p[i])
+    EACH(w[i] = tk[i] * p[i] + (tk[i] - VF(1.0f)))
+    /* e^-x < 1/3: phi = 2 atanh(e^-x); else (2 + w)/(-w) = 2^e nn / d1, nn = 2 + w in [4/3, 2) */
+    EACH(nn[i] = VF(2.0f) + w[i])
+    EACH(db[i] = (v8i)(-w[i]))
+    EACH(d1[i] = (v8f)((db[i] & VI(0x7fffff)) | VI(0x3f800000)))
+    EACH(sm[i] = u[i] < VF(1.0f / 3))
+    EACH(s[i] = vsel(sm[i], u[i], nn[i] - d1[i]) / vsel(sm[i], VF(1.0f), nn[i] + d1[i]))
+    EACH(e[i] = vsel(sm[i], VF(0.0f),
+                     __builtin_convertvector(VI(127) - ((db[i] >> 23) & VI(0xff)), v8f)))
+    /* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13), |s| < 1/3 */
+    EACH(s2[i] = s[i] * s[i])
+    EACH(q[i] = VF(2.0f / 11) + s2[i] * VF(2.0f / 13))
+    EACH(q[i] = VF(2.0f / 9) + s2[i] * q[i])
+    EACH(q[i] = VF(2.0f / 7) + s2[i] * q[i])
+    EACH(q[i] = VF(2.0f / 5) + s2[i] * q[i])
+    EACH(q[i] = VF(2.0f / 3) + s2[i] * q[i])
+    EACH(q[i] = VF(2.0f) + s2[i] * q[i])
+    EACH(x[i] = e[i] * VF(0.693147181f) + s[i] * q[i])
+}
+
+/* phi of `count` vectors in place, arguments clamped first. */
+ALWAYS void vphi_array(v8f *buf, int64_t count) {
+    for (int64_t j = 0; j < count; ++j) buf[j] = vclamp(buf[j]);
+    for (int64_t j = count; j % NP; ++j) buf[j] = VF(1.0f);
+    for (int64_t j = 0; j < count; j += NP) vphi_n(buf + j);
+}
+
+ALWAYS uint32_t lane_mask(v8i v) {
+    uint32_t mask = 0;
+    for (int l = 0; l < W; ++l) mask |= ((uint32_t)v[l] >> 31) << l;
+    return mask;
+}
+
+typedef struct {
+    float *L;       /* [n_act][W] posterior LLRs */
+    float *R;       /* [sched edges][W] check-to-variable messages */
+    int32_t *S;     /* [m][W] syndrome bit in the sign position */
+    int32_t *csign; /* [n_sched][W] syndrome sign xor folded-variable sign */
+    float *cprior;  /* [n_sched][W] phi(|LLR|) of the folded variable, or 0 */
+    float *T, *A, *P; /* [max_deg][W] scratch of one check */
+} workspace;
+
+static workspace carve(const ldpc_graph *g, float *base) {
+    workspace ws;
+    float *p = (float *)(((uintptr_t)base + 31) & ~(uintptr_t)31);
+    const int64_t sched_edges = g->sched_ptr[g->n_sched];
+    ws.L = p;
+    p += (int64_t)g->n_act * W;
+    ws.R = p;
+    p += sched_edges * W;
+    ws.S = (int32_t *)p;
+    p += (int64_t)g->m * W;
+    ws.csign = (int32_t *)p;
+    p += (int64_t)g->n_sched * W;
+    ws.cprior = p;
+    p += (int64_t)g->n_sched * W;
+    ws.T = p;
+    p += ((int64_t)g->max_deg + NP) * W;
+    ws.A = p;
+    p += ((int64_t)g->max_deg + NP) * W;
+    ws.P = p;
+    return ws;
+}
+
+
+typedef struct {
+    const ldpc_graph *g;
+    const float *llr;
+    const uint8_t *syn;
+    int64_t frames;
+    int32_t max_iter;
+    uint8_t *bits;
+    uint8_t *converged;
+    int32_t *iterations;
+    float *llr_out;
+} job;
+
+/* LLRs of variable `var` for the 8 frames of a block; padding lanes get a sure 0. */
+ALWAYS v8f gather_llr(const job *jb, int64_t f0, int nf, int64_t var) {
+    v8f v = VF(PHI_HI);
+    for (int l = 0; l < nf; ++l) v[l] = jb->llr[(f0 + l) * jb->g->n + var];
+    return v;
+}
+
+ALWAYS void layered_pass(const ldpc_graph *g, const workspace *ws) {
+    v8f *T = (v8f *)ws->T, *A = (v8f *)ws->A, *P = (v8f *)ws->P;
+    for (int32_t s = 0; s < g->n_sched; ++s) {
+        const int64_t b0 = g->sched_ptr[s];
+        const int64_t d = g->sched_ptr[s + 1] - b0;
+        const int32_t *vv = g->sched_var + b0;
+        v8f *re = (v8f *)(ws->R + b0 * W);
+        v8i sg = *(const v8i *)(ws->csign + (int64_t)s * W);
+        for (int64_t j = 0; j < d; ++j) { /* variable-to-check messages */
+            const v8f t = *(const v8f *)(ws->L + (int64_t)vv[j] * W) - re[j];
+            sg ^= (v8i)t;
+            T[j] = t;
+            A[j] = (v8f)((v8i)t & VI(0x7fffffff));
+        }
+        vphi_array(A, d);
+        v8f fwd = *(const v8f *)(ws->cprior + (int64_t)s * W);
+        for (int64_t j = 0; j < d; ++j) { /* forward partial sums */
+            P[j] = fwd;
+            fwd += A[j];
+        }
+        v8f bwd = VF(0.0f);
+        for (int64_t j = d - 1; j >= 0; --j) { /* exclusive sums */
+            const v8f a = A[j];
+            P[j] += bwd;
+            bwd += a;
+        }
+        vphi_array(P, d);
+        for (int64_t j = 0; j < d; ++j) {
+            const v8f t = T[j];
+            const v8f r = (v8f)((v8i)P[j] | ((sg ^ (v8i)t) & VI(SIGN_BIT)));
+            re[j] = r;
+            *(v8f *)(ws->L + (int64_t)vv[j] * W) = t + r;
+        }
+    }
+}
+
+/* Lanes (bit l) whose hard decisions violate some tested check; stops early once every lane
+ * in `need` is known to fail. */
+ALWAYS uint32_t failing_lanes(const ldpc_graph *g, const workspace *ws, uint32_t need) {
+    v8i fail = VI(0);
+    for (int32_t i = 0; i < g->n_test; ++i) {
+        const int32_t c = g->test_check[i];
+        v8i acc = *(const v8i *)(ws->S + (int64_t)c * W);
+        for (int64_t e = g->chk_ptr[c]; e < g->chk_ptr[c + 1]; ++e)
+            acc ^= *(const v8i *)(ws->L + (int64_t)g->chk_var[e] * W);
+        fail |= acc;
+        if ((i & 63) == 63 && (lane_mask(fail) & need) == need) break;
+    }
+    return lane_mask(fail);
+}
+
+static void write_lane(const job *jb, const workspace *ws, int64_t frame, int l, int ok,
+                       int32_t iters) {
+    const ldpc_graph *g = jb->g;
+    uint8_t *bits = jb->bits + frame * g->n;
+    float *lo = jb->llr_out ? jb->llr_out + frame * g->n : NULL;
+    for (int32_t a = 0; a < g->n_act; ++a) {
+        const float x = ws->L[(int64_t)a * W + l];
+        bits[g->act_var[a]] = (uint8_t)(signbit(x) != 0);
+        if (lo) lo[g->act_var[a]] = x;
+    }
+    for (int32_t c = 0; c < g->m; ++c) {
+        const int32_t f = g->chk_fold[c];
+        if (f < 0) continue;
+        uint32_t par = (uint32_t)ws->S[(int64_t)c * W + l] >> 31;
+        for (int64_t e = g->chk_ptr[c]; e < g->chk_ptr[c + 1]; ++e)
+            par ^= signbit(ws->L[(int64_t)g->chk_var[e] * W + l]) != 0;
+        bits[f] = (uint8_t)par;
+        if (lo) lo[f] = NAN;
+    }
+    jb->converged[frame] = (uint8_t)ok;
+    jb->iterations[frame] = iters;
+}
+
+ALWAYS void block_impl(const job *jb, int64_t f0, float *work) {
+    const ldpc_graph *g = jb->g;
+    const workspace ws = carve(g, work);
+    const int nf = (int)(jb->frames - f0 < W ? jb->frames - f0 : W);
+    for (int32_t c = 0; c < g->m; ++c)
+        for (int l = 0; l < W; ++l)
+            ws.S[(int64_t)c * W + l] = (l < nf && jb->syn[(f0 + l) * g->m + c]) ? SIGN_BIT : 0;
+    for (int32_t a = 0; a < g->n_act; ++a)
+        *(v8f *)(ws.L + (int64_t)a * W) = gather_llr(jb, f0, nf, g->act_var[a]);
+    memset(ws.R, 0, sizeof(float) * W * (size_t)g->sched_ptr[g->n_sched]);
+    for (int32_t s = 0; s < g->n_sched; ++s) {
+        const int32_t c = g->sched_check[s];
+        const int32_t f = g->chk_fold[c];
+        const v8i sc = *(const v8i *)(ws.S + (int64_t)c * W);
+        v8i *cs = (v8i *)(ws.csign + (int64_t)s * W);
+        v8f *cp = (v8f *)(ws.cprior + (int64_t)s * W);
+        if (f < 0) {
+            *cs = sc;
+            *cp = VF(0.0f);
+        } else {
+            const v8i pb = (v8i)gather_llr(jb, f0, nf, f);
+            *cs = sc ^ (pb & VI(SIGN_BIT));
+            v8f buf[NP] = {(v8f)(pb & VI(0x7fffffff))};
+            vphi_array(buf, 1);
+            *cp = buf[0];
+        }
+    }
+    for (int32_t i = 0; i < g->n_const; ++i) {
+        const int32_t c = g->const_check[i];
+        const int32_t f = g->chk_fold[c];
+        const v8f val = f >= 0 ? gather_llr(jb, f0, nf, f) : VF(LLR_HARD);
+        v8f *lv = (v8f *)(ws.L + (int64_t)g->chk_var[g->chk_ptr[c]] * W);
+        *lv += (v8f)((v8i)val ^ *(const v8i *)(ws.S + (int64_t)c * W));
+    }
+    uint32_t done = nf >= W ? 0u : (0xffu << nf) & 0xffu;
+    for (int32_t it = 0;; ++it) {
+        if (it > 0) layered_pass(g, &ws);
+        const uint32_t need = ~done & 0xffu;
+        const uint32_t fresh = need & ~failing_lanes(g, &ws, need);
+        for (int l = 0; l < W; ++l)
+            if (fresh >> l & 1u) write_lane(jb, &ws, f0 + l, l, 1, it);
+        done |= fresh;
+        if (done == 0xffu) break;
+        if (it >= jb->max_iter) {
+            for (int l = 0; l < W; ++l)
+                if (!(done >> l & 1u)) write_lane(jb, &ws, f0 + l, l, 0, jb->max_iter);
+            break;
+        }
+    }
+}
+
+/* phi of `count` floats (tests and accuracy measurements). */
+ALWAYS void phi_impl(const float *x, float *out, int64_t count) {
+    for (int64_t i = 0; i < count; i += W) {
+        v8f buf[NP] = {VF(1.0f)};
+        for (int l = 0; l < W && i + l < count; ++l) buf[0][l] = x[i + l];
+        vphi_array(buf, 1);
+        for (int l = 0; l < W && i + l < count; ++l) out[i + l] = buf[0][l];
+    }
+}
+
+#endif

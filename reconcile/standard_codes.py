@@ -155,7 +155,8 @@ def closest_standard_code(rate: float) -> LdpcCode:
     candidates = [(n, _dvb_rate(n), _dvb_n(n)) for n in dvbs2_names()]
     m_b, _, kb = NR_BASE[2]
     for rows in range(NR_MIN_ROWS, m_b + 1):
-        candidates.append((f"5gnr_bg2_z384_rows{rows}", kb / (kb + rows - 2), (kb + rows - 2) * 384))
+        n_tx = (kb + rows - 2) * 384  # transmitted bits: the first 2 Z are punctured
+        candidates.append((f"5gnr_bg2_z384_rows{rows}", kb * 384 / n_tx, n_tx))
     for name, r, n in candidates:
         key = (abs(r - rate), -n, name)
         if best is None or key < best:

@@ -221,3 +221,49 @@ def test_optimal_modulation_matches_brute_force(detection: str, detector: str) -
     g_arg = grid[k_grid.argmax(axis=0), 0]
     assert np.all(np.abs(np.log(v_opt[interior] / g_arg[interior])) < 0.05)
     assert np.all(best.k_raw >= keyrate.asymptotic_rate(4.0, t, 0.01, 0.95, **kw).k_raw)
+
+
+# --- floating-point accuracy at tiny transmittance -------------------------------------------
+
+def _chi_decimal(v_a: float, t: float, xi: float, eta: float, v_el: float, het: bool) -> float:
+    """The closed form of chi_BE (Lodewyck/Fossier, as in docs/security-model.md) evaluated in
+    80-digit decimal arithmetic, with the textbook (cancelling) expressions."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80
+        d = decimal.Decimal
+        v_a_, t_, xi_, eta_, v_el_ = (d(x) for x in (v_a, t, xi, eta, v_el))
+        v = v_a_ + 1
+        chi_line = 1 / t_ - 1 + xi_
+        a_ = v * v * (1 - 2 * t_) + 2 * t_ + t_ * t_ * (v + chi_line) ** 2
+        b_ = t_ * t_ * (v * chi_line + 1) ** 2
+        nus = [((a_ + s * (a_ * a_ - 4 * b_).sqrt()) / 2).sqrt() for s in (1, -1)]
+        chi_det = (2 - eta_ + 2 * v_el_) / eta_ if het else (1 + v_el_) / eta_ - 1
+        den = t_ * (v + chi_line + chi_det / t_)
+        if het:
+            c_ = (a_ * chi_det**2 + b_ + 1 + 2 * chi_det * (v * b_.sqrt() + t_ * (v + chi_line))
+                  + 2 * t_ * (v * v - 1)) / den**2
+            d_ = (v + b_.sqrt() * chi_det) ** 2 / den**2
+        else:
+            c_ = (v * b_.sqrt() + t_ * (v + chi_line) + a_ * chi_det) / den
+            d_ = b_.sqrt() * (v + b_.sqrt() * chi_det) / den
+        disc = max(c_ * c_ - 4 * d_, d(0)).sqrt()
+        nus += [((c_ + s * disc) / 2).sqrt() for s in (1, -1)]
+
+        def g(nu: decimal.Decimal) -> decimal.Decimal:
+            x = (nu - 1) / 2
+            return ((x + 1) * (x + 1).ln() - x * x.ln()) / d(2).ln() if x > 0 else d(0)
+
+        return float(g(nus[0]) + g(nus[1]) - g(nus[2]) - g(nus[3]))
+
+
+@pytest.mark.parametrize("het", [False, True])
+@pytest.mark.parametrize("t", [1e-3, 1e-6, 1e-9, 1e-12])
+def test_holevo_absolute_accuracy_at_tiny_transmittance(het: bool, t: float) -> None:
+    """chi_BE ~ T here while the entropies inside it are ~1 bit: the float result must stay
+    within a few ulps of 1 bit of the exact value (and so K is finite and meaningful down to
+    K ~ 1e-14)."""
+    for v_a, xi, eta, v_el in ((4.0, 0.02, 0.7, 0.1), (4.0, 0.0, 1.0, 0.0), (10.0, 0.05, 0.5, 0.2)):
+        exact = _chi_decimal(v_a, t, xi, eta, v_el, het)
+        got = keyrate.asymptotic_rate(v_a, t, xi, 1.0, eta=eta, v_el=v_el,
+                                      detection="heterodyne" if het else "homodyne").chi_be
+        assert abs(float(got) - exact) < 2e-14

@@ -1,0 +1,111 @@
+"""The per-sample loop of the link model after sampling: beat phase, detection noise, ADC.
+
+For output sample j of a chunk (see docs/model.md for the derivation):
+    u_j   = u0 + j du (+ jitter_j fs_tx)            position in the DAC waveform, player samples
+                                                     (sampled by `resample.interp_uniform`)
+    psi_j = linear interpolation of the phase grid   total beat phase, rad (grid every K samples)
+    v_j   = amp * field(u_j) * exp(i psi_j)          signal, ADC codes (field band-limited, SNU)
+    DDC heterodyne:  I + iQ = v_j + sigma (w0 + i w1)
+    DDC homodyne:    I = Re v_j + sigma w0, Q = 0
+    REAL_IF:         x = c Re v_j + sigma w0       (c = sqrt 2 heterodyne, 1 homodyne)
+then quantisation (step `qstep` codes) and saturation to the int16 range, with a clip counter.
+Parameters are piecewise constant over segments (fault windows). Optionally the detection
+noise de-rotated by the true phase, in SNU, is written out for the ideal receiver (genie).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+KIND_DDC_HET = 0
+KIND_DDC_HOM = 1
+KIND_REAL_HET = 2
+KIND_REAL_HOM = 3
+
+
+@numba.njit(cache=True, fastmath=True)
+def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
+           seg_end: np.ndarray, seg_amp: np.ndarray, seg_sigma: np.ndarray,
+           seg_zsnu: np.ndarray, noise: np.ndarray, jitter: np.ndarray, jit_phase: float,
+           kind: int, qstep: float, out: np.ndarray, zrot: np.ndarray) -> int:
+    """Fill `out` (int16, (m, 2) or (m, 1)); return the number of clipped samples.
+
+    s_r, s_i: the band-limited DAC field at the sampling instants (SNU per player sample),
+    from `resample.interp_uniform`. psi: beat phase at chunk samples 0, grid, 2 grid, ...
+    (m // grid + 2 values). noise: float32 standard normals, (m, 2) or (m, 1).
+    jitter: the standard normals of the sampling jitter (m,) or empty; jit_phase = 2 pi f_beat
+    times the rms jitter. zrot: complex64 (m,) or empty: de-rotated detection noise, SNU.
+    """
+    top = 32767.0 if kind <= KIND_DDC_HOM else 32768.0 - qstep
+    bottom = -32768.0
+    use_jit = jitter.shape[0] > 0
+    want_z = zrot.shape[0] > 0
+    re_gain = math.sqrt(2.0) if kind == KIND_REAL_HET else 1.0
+    clips = 0
+    ph_re = 1.0
+    ph_im = 0.0
+    rot_re = 1.0
+    rot_im = 0.0
+    j = 0
+    for s in range(seg_end.shape[0]):
+        amp = seg_amp[s]
+        sigma = seg_sigma[s]
+        zsnu = seg_zsnu[s]
+        while j < seg_end[s]:
+            if j % grid == 0:
+                g = j // grid
+                step = (psi[g + 1] - psi[g]) / grid
+                ph_re = math.cos(psi[g])
+                ph_im = math.sin(psi[g])
+                rot_re = math.cos(step)
+                rot_im = math.sin(step)
+            c_re = ph_re
+            c_im = ph_im
+            if use_jit:
+                e = jitter[j] * jit_phase
+                ce = math.cos(e)
+                se = math.sin(e)
+                c_re = ph_re * ce - ph_im * se
+                c_im = ph_re * se + ph_im * ce
+            a_re = amp * s_r[j]
+            a_im = amp * s_i[j]
+            w0 = noise[j, 0]
+            x = re_gain * (a_re * c_re - a_im * c_im) + sigma * w0
+            clipped = False
+            xq = math.floor(x / qstep + 0.5) * qstep
+            if xq > top:
+                xq = top
+                clipped = True
+            elif xq < bottom:
+                xq = bottom
+                clipped = True
+            out[j, 0] = np.int16(xq)
+            if kind == KIND_DDC_HET:
+                w1 = noise[j, 1]
+                y = (a_re * c_im + a_im * c_re) + sigma * w1
+                yq = math.floor(y + 0.5)
+                if yq > top:
+                    yq = top
+                    clipped = True
+                elif yq < bottom:
+                    yq = bottom
+                    clipped = True
+                out[j, 1] = np.int16(yq)
+                if want_z:  # (w0 + i w1) * conj(phase), SNU
+                    zrot[j] = complex(zsnu * (w0 * c_re + w1 * c_im),
+                                      zsnu * (w1 * c_re - w0 * c_im))
+            else:
+                if kind == KIND_DDC_HOM:
+                    out[j, 1] = 0
+                if want_z:
+                    zrot[j] = complex(zsnu * w0, 0.0)
+            if clipped:
+                clips += 1
+            t_re = ph_re * rot_re - ph_im * rot_im  # advance the phasor by one sample
+            ph_im = ph_re * rot_im + ph_im * rot_re
+            ph_re = t_re
+            j += 1
+    return clips

@@ -178,7 +178,10 @@ class DacPlayerModel(RegisterBlock):
 
 class AdcCaptureModel(RegisterBlock):
     """ARM latches the settings; the trigger runs `physics.capture` and streams the chunks into
-    the S2MM DMA, updating SAMPLES_DONE, CLIP_COUNT, OVERFLOW and the trigger timestamp."""
+    the S2MM DMA, updating SAMPLES_DONE, CLIP_COUNT, OVERFLOW and the trigger timestamp.
+
+    The physics' generator is run to its end (it updates its status after the last chunk) unless
+    the DMA stops accepting samples."""
 
     def __init__(self, block: IpBlock, physics: LinkPhysics, dma: AxiDmaModel,
                  profile: BoardProfile, chunk: int,
@@ -246,8 +249,6 @@ class AdcCaptureModel(RegisterBlock):
                 self.hw_set("SAMPLES_DONE", VALUE=done)
                 if accepted < data.size:
                     self.hw_latch("ERRORS", FIFO_OVERRUN=True)
-                    break
-                if done == n:
                     break
         finally:
             close = getattr(samples, "close", None)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 # Top-level subcommands, in the order `cvqkd --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "keys",
+    "setup",
     "keyrate",
     "plan",
 )

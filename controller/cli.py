@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "setup",
     "keyrate",
     "plan",
+    "sim",
 )
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.

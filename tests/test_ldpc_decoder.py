@@ -1,0 +1,255 @@
+"""The C LDPC decoder against an independent float64 reference, and its contract."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from ldpc_reference import layered_sum_product, random_code
+
+from reconcile import ldpc_decoder as ld
+from reconcile.ldpc_code import LdpcCode
+from reconcile.standard_codes import standard_code
+
+PATHS = [
+    p for p in ("portable", "avx2", "avx2fma") if ld.SIMD_PATHS[p] <= ld.SIMD_PATHS[ld.simd_level()]
+]
+
+
+def _noisy_frames(code: LdpcCode, frames: int, sigma: float, seed: int):
+    """Random words x, their syndromes, and BI-AWGN LLRs of x at noise std `sigma`."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, (frames, code.n), dtype=np.uint8)
+    x[:, code.shortened] = 0
+    y = 1.0 - 2.0 * x + sigma * rng.standard_normal((frames, code.n))
+    return x, code.syndrome(x), (2.0 * y / sigma**2).astype(np.float32)
+
+
+def _with_degree_one(seed: int) -> LdpcCode:
+    """A random code without degree-one variables, plus one hanging on every other check."""
+    base = random_code(60, 3, 6, seed).to_dense()
+    while base.sum(axis=0).min() < 2:
+        seed += 1000
+        base = random_code(60, 3, 6, seed).to_dense()
+    m = base.shape[0]
+    extra = np.zeros((m, m // 2), np.uint8)
+    extra[np.arange(0, m, 2), np.arange(m // 2)] = 1
+    return LdpcCode.from_dense("deg1", np.hstack([base, extra]))
+
+
+def _checks_with_degree_one_variable(code: LdpcCode) -> int:
+    h = code.to_dense()
+    return int(np.count_nonzero(h[:, h.sum(axis=0) == 1].any(axis=1)))
+
+
+@pytest.mark.parametrize("simd", PATHS)
+def test_phi_matches_double_precision(simd):
+    x = np.concatenate([np.logspace(-17, np.log10(40.0), 20001), [0.5, 1.0986, 1.1, 2.0]])
+    out = ld.phi(x, simd=simd).astype(np.float64)
+    x32 = x.astype(np.float32).astype(np.float64)
+    ref = np.log1p(2.0 / np.expm1(x32))
+    assert np.max(np.abs(out - ref) / ref) < 5e-7  # a few float32 ulps
+    # phi is an involution: phi(phi(x)) = x up to rounding
+    back = ld.phi(out, simd=simd).astype(np.float64)
+    mid = (x32 > 1e-3) & (x32 < 20)
+    assert np.max(np.abs(back[mid] - x32[mid]) / x32[mid]) < 5e-5
+
+
+def test_phi_clamps_its_domain():
+    out = ld.phi(np.array([0.0, 1e-30, 100.0, 40.0], np.float32))
+    assert np.all(np.isfinite(out))
+    assert out[0] == out[1] == pytest.approx(40.0, rel=1e-5)
+    assert out[2] == out[3] == pytest.approx(2 * np.exp(-40.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("simd", PATHS)
+@pytest.mark.parametrize("folding", [False, True])
+def test_one_iteration_matches_reference(simd, folding):
+    code = _with_degree_one(2) if folding else random_code(96, 3, 6, 1)
+    rng = np.random.default_rng(3)
+    frames = 5
+    llr = rng.normal(1.0, 2.0, (frames, code.n)).astype(np.float32)
+    syn = rng.integers(0, 2, (frames, code.m), dtype=np.uint8)
+    res = ld.Decoder(code).decode(llr, syn, max_iter=1, return_llr=True, simd=simd)
+    assert np.all(res.iterations == 1) and not res.converged.any()
+    folded = np.isnan(res.llr[0])
+    assert folded.sum() == _checks_with_degree_one_variable(code)
+    for f in range(frames):
+        ref = layered_sum_product(code, llr[f].astype(np.float64), syn[f], 1)
+        got = res.llr[f][~folded].astype(np.float64)
+        np.testing.assert_allclose(got, ref[~folded], rtol=2e-5, atol=2e-5)
+        sure = np.abs(ref) > 1e-3
+        assert np.array_equal(res.bits[f][sure & ~folded], (ref < 0)[sure & ~folded])
+
+
+def test_several_iterations_match_reference_decisions():
+    code = random_code(96, 3, 6, 4)
+    _x, syn, llr = _noisy_frames(code, 4, 0.9, 5)
+    res = ld.Decoder(code).decode(llr, syn, max_iter=4, return_llr=True)
+    for f in range(4):
+        ref = layered_sum_product(code, llr[f].astype(np.float64), syn[f], int(res.iterations[f]))
+        kept = ~np.isnan(res.llr[f])  # folded degree-one variables have no posterior output
+        np.testing.assert_allclose(res.llr[f][kept], ref[kept], rtol=1e-3, atol=1e-3)
+        sure = np.abs(ref) > 1e-2
+        assert np.array_equal(res.bits[f][sure], (ref < 0)[sure])
+
+
+def test_folded_degree_one_bits_satisfy_their_checks():
+    code = _with_degree_one(6)
+    dec = ld.Decoder(code)
+    assert dec.folded_variables == _checks_with_degree_one_variable(code) == code.m // 2
+    x, syn, llr = _noisy_frames(code, 16, 0.45, 7)
+    res = dec.decode(llr, syn, max_iter=50)
+    assert res.converged.all()
+    assert np.array_equal(code.syndrome(res.bits), syn)
+    assert np.array_equal(res.bits, x)
+
+
+def test_check_with_single_remaining_variable_is_applied_as_constant():
+    # check 0 = {v0, v1} with v1 shortened: v0 must equal s_0 whatever its LLR says
+    h = np.array([[1, 1, 0, 0], [1, 0, 1, 1], [0, 1, 1, 0]], np.uint8)
+    base = LdpcCode.from_dense("tiny", h)
+    code = LdpcCode(
+        "tiny_short", base.n, base.m, base.check_ptr, base.var_idx, shortened=np.array([1])
+    )
+    llr = np.array([[3.0, 5.0, -2.0, 1.0], [3.0, -9.0, 2.0, 2.0]], np.float32)
+    syn = np.array([[1, 0, 1], [0, 1, 1]], np.uint8)
+    res = ld.decode(code, llr, syn, max_iter=20)
+    assert res.converged.all()
+    assert np.array_equal(res.bits[:, 1], [0, 0])  # shortened
+    assert np.array_equal(code.syndrome(res.bits), syn)
+
+
+@pytest.mark.parametrize("name,sigma", [("dvbs2_short_r1_3", 0.75), ("5gnr_bg2_z64", 0.6)])
+def test_standard_codes_decode_above_threshold(name, sigma):
+    code = standard_code(name)
+    x, syn, llr = _noisy_frames(code, 16, sigma, 8)
+    llr[:, code.punctured] = 99.0  # must be ignored: punctured bits are never sent
+    res = ld.decode(code, llr, syn, max_iter=60)
+    assert res.converged.all()
+    assert np.array_equal(res.bits, x)
+    assert 1 <= res.iterations.mean() < 60
+
+
+def test_fails_gracefully_below_threshold():
+    code = standard_code("dvbs2_short_r1_3")  # BI-AWGN capacity 1/3 at sigma ~ 1.5
+    _x, syn, llr = _noisy_frames(code, 8, 1.6, 9)
+    res = ld.decode(code, llr, syn, max_iter=15)
+    assert not res.converged.any()
+    assert np.all(res.iterations == 15)
+    assert np.all((code.syndrome(res.bits) != syn).any(axis=1))
+
+
+def test_random_cosets_and_channel_decisions_already_right():
+    code = random_code(200, 3, 6, 10)
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 2, (9, code.n), dtype=np.uint8)
+    syn = code.syndrome(x)
+    llr = np.where(x == 0, 4.0, -4.0).astype(np.float32)
+    res = ld.decode(code, llr, syn)
+    assert res.converged.all() and np.all(res.iterations == 0)
+    assert np.array_equal(res.bits, x)
+
+
+def test_results_are_bit_exact_across_runs_threads_batches_and_paths():
+    code = standard_code("dvbs2_short_r1_3")
+    _x, syn, llr = _noisy_frames(code, 19, 0.92, 12)  # near threshold: mixed outcomes
+    dec = ld.Decoder(code)
+    ref = dec.decode(llr, syn, max_iter=30, return_llr=True)
+    assert 0 < ref.converged.sum() < 19 or ref.iterations.std() > 0
+    again = dec.decode(llr, syn, max_iter=30, threads=2, return_llr=True)
+    single = dec.decode(llr[5:6], syn[5:6], max_iter=30, return_llr=True)
+    for other in (again,):
+        assert np.array_equal(other.bits, ref.bits)
+        assert np.array_equal(other.iterations, ref.iterations)
+        assert np.array_equal(other.llr.view(np.uint32), ref.llr.view(np.uint32))
+    assert np.array_equal(single.bits[0], ref.bits[5])
+    assert np.array_equal(single.llr[0].view(np.uint32), ref.llr[5].view(np.uint32))
+    if "avx2" in PATHS:
+        port = dec.decode(llr, syn, max_iter=30, return_llr=True, simd="portable")
+        avx2 = dec.decode(llr, syn, max_iter=30, return_llr=True, simd="avx2")
+        assert np.array_equal(port.llr.view(np.uint32), avx2.llr.view(np.uint32))
+
+
+def test_concurrent_calls_from_python_threads_agree():
+    code = standard_code("dvbs2_short_r1_3")
+    _x, syn, llr = _noisy_frames(code, 16, 0.85, 13)
+    dec = ld.Decoder(code)
+    expected = dec.decode(llr, syn, max_iter=40)
+    results: list = [None] * 4
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = ld.decode(code, llr, syn, max_iter=40, threads=1 + i % 2)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    for r in results:
+        assert np.array_equal(r.bits, expected.bits)
+        assert np.array_equal(r.iterations, expected.iterations)
+
+
+def test_shortened_and_punctured_positions():
+    base = random_code(120, 3, 6, 14)
+    code = LdpcCode(
+        "sp",
+        base.n,
+        base.m,
+        base.check_ptr,
+        base.var_idx,
+        punctured=np.arange(0, 6),
+        shortened=np.arange(6, 18),
+    )
+    x, syn, llr = _noisy_frames(code, 8, 0.5, 15)
+    res = ld.decode(code, llr, syn, max_iter=50)
+    assert res.converged.all()
+    assert np.all(res.bits[:, 6:18] == 0)
+    assert np.array_equal(res.bits, x)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"llr": np.zeros((2, 95), np.float32)}, "llr must have shape"),
+        ({"llr": np.zeros(96, np.float32)}, "llr must have shape"),
+        ({"syndrome": np.zeros((2, 3), np.uint8)}, "syndrome must have shape"),
+        ({"llr": np.zeros((2, 96), np.int32)}, "floating-point"),
+        ({"syndrome": "two"}, "0 or 1"),
+        ({"syndrome": "float"}, "integer"),
+        ({"llr": np.full((2, 96), np.nan, np.float32)}, "NaN"),
+        ({"max_iter": -1}, "max_iter"),
+        ({"max_iter": 2.5}, "max_iter"),
+        ({"threads": 0}, "threads"),
+        ({"simd": "sse9"}, "simd"),
+    ],
+)
+def test_bad_inputs_raise_value_error(kwargs, match):
+    code = random_code(96, 3, 6, 1)
+    args = {"llr": np.zeros((2, 96), np.float32), "syndrome": np.zeros((2, code.m), np.uint8)}
+    args.update(kwargs)
+    special = {"two": np.full((2, code.m), 2, np.uint8), "float": np.zeros((2, code.m))}
+    if isinstance(kwargs.get("syndrome"), str):
+        args["syndrome"] = special[kwargs["syndrome"]]
+    llr, syn = args.pop("llr"), args.pop("syndrome")
+    with pytest.raises(ValueError, match=match):
+        ld.Decoder(code).decode(llr, syn, **args)
+
+
+def test_code_with_repeated_edge_is_rejected():
+    code = LdpcCode("dup", 3, 1, np.array([0, 3]), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="twice"):
+        ld.Decoder(code)
+
+
+def test_decoder_cache_reuses_and_distinguishes_codes():
+    a, b = random_code(96, 3, 6, 1), random_code(96, 3, 6, 2)
+    assert ld.decoder_for(a) is ld.decoder_for(a)
+    assert ld.decoder_for(a) is not ld.decoder_for(b)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reconcile import holevo
-from reconcile.estimation import worst_case_parameters
+from reconcile.estimation import ChannelEstimate, worst_case_parameters
 from reconcile.keyrate import (
     Detection,
     Detector,
@@ -84,6 +84,39 @@ class FiniteSizeRate:
     k_composable: np.ndarray
 
 
+def _check_block(n_total, epsilon, fer, digitization_bits):
+    n_tot = np.floor(check_range("n_total", n_total, 1.0, low_open=False))
+    eps = check_range("epsilon", epsilon, 0.0, 1.0, high_open=True)
+    fer_ = check_range("fer", fer, 0.0, 1.0, low_open=False, high_open=True)
+    if not (isinstance(digitization_bits, int | np.integer) and digitization_bits >= 1):
+        raise ValueError(f"digitization_bits must be an integer >= 1, got {digitization_bits!r}")
+    return n_tot, eps, fer_
+
+
+def _at_worst_case(
+    i_ab, v_a, t_min, xi_max, beta, n_key, n_tot, m_pe, eps, fer, eta, v_el,
+    het: bool, trusted: bool, digitization_bits: int,
+) -> FiniteSizeRate:
+    """Both finite-size rates from I_AB (bits/symbol) and the worst-case (T_min, xi_max)."""
+    certified = t_min > 0
+    # placeholders where nothing is certified keep the closed forms finite; masked below
+    t_w = np.where(certified, t_min, 1.0)
+    xi_w = np.where(certified, xi_max, 0.0)
+    t_e, xi_e, eta_e, v_el_e = effective_channel(t_w, xi_w, eta, v_el, het, trusted)
+    chi_w = np.where(certified, holevo.holevo_trusted(v_a, t_e, xi_e, eta_e, v_el_e, het), np.inf)
+    r_m = beta * i_ab - chi_w
+    p_ec = 1.0 - fer
+    k_lgg = p_ec * (n_key / n_tot) * (r_m - lgg_penalty(n_key, eps))
+    bits = digitization_bits * (2 if het else 1)
+    delta_aep, theta = composable_penalties(p_ec, eps, eps, bits)
+    k_comp = p_ec * (n_key / n_tot) * (r_m - delta_aep / np.sqrt(n_key) + theta / n_key)
+    return FiniteSizeRate(
+        t_min=t_min, xi_max=xi_max, n_key=n_key, m_pe=m_pe, chi_be_worst=chi_w,
+        k_finite_raw=k_lgg, k_finite=np.maximum(k_lgg, 0.0),
+        k_composable_raw=k_comp, k_composable=np.maximum(k_comp, 0.0),
+    )
+
+
 def finite_size_rate(
     v_a: object, transmittance: object, xi: object, beta: object, *,
     n_total: object, pe_fraction: object = DEFAULT_PE_FRACTION,
@@ -92,7 +125,7 @@ def finite_size_rate(
     detection: Detection = "heterodyne", detector: Detector = "trusted",
     digitization_bits: int = DEFAULT_DIGITIZATION_BITS,
 ) -> FiniteSizeRate:
-    """LGG and composable finite-size rates for a link with the given (expected) parameters.
+    """LGG and composable finite-size rates for a PLANNED link (expected PE outcomes).
 
     n_total: block length N in symbols; pe_fraction: share of symbols disclosed for PE; epsilon:
     every security parameter (eps_PE, eps_PA, eps_s, eps_h); fer: frame error rate of
@@ -105,37 +138,45 @@ def finite_size_rate(
     beta_ = check_range("beta", beta, 0.0, 1.0)
     eta_ = check_range("eta", eta, 0.0, 1.0)
     v_el_ = check_range("v_el", v_el, 0.0, low_open=False)
-    n_tot = check_range("n_total", n_total, 1.0, low_open=False)
     f_pe = check_range("pe_fraction", pe_fraction, 0.0, 1.0, high_open=True)
-    eps = check_range("epsilon", epsilon, 0.0, 1.0, high_open=True)
-    fer_ = check_range("fer", fer, 0.0, 1.0, low_open=False, high_open=True)
-    if not (isinstance(digitization_bits, int | np.integer) and digitization_bits >= 1):
-        raise ValueError(f"digitization_bits must be an integer >= 1, got {digitization_bits!r}")
-    n_tot = np.floor(n_tot)
+    n_tot, eps, fer_ = _check_block(n_total, epsilon, fer, digitization_bits)
     m_sym = np.floor(f_pe * n_tot)
     n_key = n_tot - m_sym
     m_pe = m_sym * (2.0 if het else 1.0)
     if np.any(m_pe < 2) or np.any(n_key < 1):
         raise ValueError("n_total and pe_fraction leave fewer than 2 PE samples or no key symbols")
-
     t_hat, sigma2 = expected_estimates(t, xi_, eta_, v_el_, het)
     t_min, xi_max = worst_case_parameters(
         t_hat, sigma2, m_pe, va, eta_, v_el_, eps, "heterodyne" if het else "homodyne")
-    certified = t_min > 0
-    # placeholders where nothing is certified keep the closed forms finite; masked below
-    t_w = np.where(certified, t_min, 1.0)
-    xi_w = np.where(certified, xi_max, 0.0)
-    t_e, xi_e, eta_e, v_el_e = effective_channel(t_w, xi_w, eta_, v_el_, het, trusted)
-    chi_w = np.where(certified, holevo.holevo_trusted(va, t_e, xi_e, eta_e, v_el_e, het), np.inf)
-    r_m = beta_ * holevo.mutual_information(va, t, xi_, eta_, v_el_, het) - chi_w
+    i_ab = holevo.mutual_information(va, t, xi_, eta_, v_el_, het)
+    return _at_worst_case(i_ab, va, t_min, xi_max, beta_, n_key, n_tot, m_pe, eps, fer_, eta_,
+                          v_el_, het, trusted, digitization_bits)
 
-    p_ec = 1.0 - fer_
-    k_lgg = p_ec * (n_key / n_tot) * (r_m - lgg_penalty(n_key, eps))
-    bits = digitization_bits * (2 if het else 1)
-    delta_aep, theta = composable_penalties(p_ec, eps, eps, bits)
-    k_comp = p_ec * (n_key / n_tot) * (r_m - delta_aep / np.sqrt(n_key) + theta / n_key)
-    return FiniteSizeRate(
-        t_min=t_min, xi_max=xi_max, n_key=n_key, m_pe=m_pe, chi_be_worst=chi_w,
-        k_finite_raw=k_lgg, k_finite=np.maximum(k_lgg, 0.0),
-        k_composable_raw=k_comp, k_composable=np.maximum(k_comp, 0.0),
-    )
+
+def finite_size_rate_from_estimate(
+    estimate: ChannelEstimate, beta: float, *, n_total: int, eta: float, v_el: float,
+    fer: float = 0.0, detector: Detector = "trusted",
+    digitization_bits: int = DEFAULT_DIGITIZATION_BITS,
+) -> FiniteSizeRate:
+    """Both finite-size rates from MEASURED PE data (`reconcile.estimation.estimate_channel`).
+
+    n_total: symbols in the block, PE symbols included (estimate.m real samples are m symbols
+    for homodyne, m/2 for heterodyne); eta, v_el: the receiver calibration the estimate used.
+    I_AB comes from the estimated SNR, chi_BE from the estimate's worst-case (T_min, xi_max);
+    every security parameter equals estimate.eps_pe.
+    """
+    het = check_detection(estimate.detection)
+    trusted = check_detector(detector)
+    beta_ = check_range("beta", beta, 0.0, 1.0)
+    eta_ = check_range("eta", eta, 0.0, 1.0)
+    v_el_ = check_range("v_el", v_el, 0.0, low_open=False)
+    n_tot, eps, fer_ = _check_block(n_total, estimate.eps_pe, fer, digitization_bits)
+    m_pe = np.float64(estimate.m)
+    n_key = n_tot - m_pe / (2.0 if het else 1.0)
+    if np.any(n_key < 1):
+        raise ValueError(f"n_total ({n_total}) leaves no key symbols after {estimate.m} PE samples")
+    i_ab = (1.0 if het else 0.5) * np.log2(1.0 + max(estimate.snr, 0.0))
+    return _at_worst_case(np.float64(i_ab), np.float64(estimate.v_a),
+                          np.float64(estimate.transmittance_min),
+                          np.float64(estimate.excess_noise_max), beta_, n_key, n_tot, m_pe, eps,
+                          fer_, eta_, v_el_, het, trusted, digitization_bits)

@@ -89,3 +89,36 @@ def test_invalid_finite_size_inputs(name: str, value: float) -> None:
 def test_too_few_pe_samples() -> None:
     with pytest.raises(ValueError, match="PE samples"):
         finite_size.finite_size_rate(4.0, 0.5, 0.02, 0.95, n_total=10, pe_fraction=0.01)
+
+
+def test_rate_from_measured_estimate_matches_plan() -> None:
+    """Simulated heterodyne PE data (fixed seed): the rate from the measured estimate uses the
+    estimate's own worst case, and lands close to the planned rate for the same link."""
+    from reconcile.estimation import estimate_channel
+
+    t, xi, eta, v_el, v_a, n_sym = 0.316, 0.02, 0.7, 0.1, 4.0, 1_000_000
+    rng = np.random.default_rng(2024)
+    x = rng.normal(0, np.sqrt(v_a), (n_sym, 2)) @ np.array([1.0, 1j])
+    noise = rng.normal(0, np.sqrt(1 + v_el + eta * t * xi / 2), (n_sym, 2)) @ np.array([1.0, 1j])
+    y = np.sqrt(eta * t / 2) * x + noise
+    est = estimate_channel(x, y, eta=eta, v_el=v_el, detection="heterodyne", eps_pe=1e-10)
+    n_total = 1000 * n_sym
+    got = finite_size.finite_size_rate_from_estimate(est, 0.95, n_total=n_total, eta=eta,
+                                                     v_el=v_el, fer=0.1)
+    assert got.m_pe == 2 * n_sym and got.n_key == n_total - n_sym
+    chi = keyrate.asymptotic_rate(est.v_a, est.transmittance_min, est.excess_noise_max, 0.95,
+                                  eta=eta, v_el=v_el).chi_be
+    assert got.chi_be_worst == pytest.approx(float(chi), rel=1e-12)
+    # planning with the estimated values reproduces it exactly (same t, sigma2, m, V_A, SNR)
+    same = finite_size.finite_size_rate(est.v_a, est.transmittance, est.excess_noise, 0.95,
+                                        n_total=n_total, pe_fraction=1e-3, eta=eta, v_el=v_el,
+                                        fer=0.1)
+    assert got.k_finite == pytest.approx(float(same.k_finite), rel=1e-9)
+    assert got.k_composable == pytest.approx(float(same.k_composable), rel=1e-9)
+    # and the true link's plan is close: 1e6 symbols pin xi only to ~0.01 SNU (1 sigma)
+    plan = finite_size.finite_size_rate(v_a, t, xi, 0.95, n_total=n_total, pe_fraction=1e-3,
+                                        eta=eta, v_el=v_el, fer=0.1)
+    assert 0 < got.k_finite == pytest.approx(float(plan.k_finite), rel=0.25)
+    assert 0 < got.k_composable == pytest.approx(float(plan.k_composable), rel=0.25)
+    with pytest.raises(ValueError, match="no key symbols"):
+        finite_size.finite_size_rate_from_estimate(est, 0.95, n_total=n_sym, eta=eta, v_el=v_el)

@@ -38,7 +38,10 @@ def _from_pairs(name: str, n: int, m: int, checks: np.ndarray, vars_: np.ndarray
     order = np.lexsort((vars_, checks))
     ptr = np.zeros(m + 1, np.int64)
     np.cumsum(np.bincount(checks, minlength=m), out=ptr[1:])
-    return LdpcCode(name=name, n=n, m=m, check_ptr=ptr, var_idx=vars_[order].astype(np.int32), **kw)
+    code = LdpcCode(name=name, n=n, m=m, check_ptr=ptr, var_idx=vars_[order].astype(np.int32), **kw)
+    for arr in (code.check_ptr, code.var_idx, code.punctured, code.shortened):
+        arr.flags.writeable = False  # codes are cached and shared
+    return code
 
 
 def dvbs2_names() -> list[str]:

@@ -96,7 +96,7 @@ class FrontendModel(RegisterBlock):
         st = self.physics.status()
         locked = fe.lo_on and st.lo_locked
         power = power_to_mdbm(st.monitor_power_w)
-        beat = max(-(2**31), min(2**31 - 1, round(st.beat_hz))) if locked else 0
+        beat = max(-(2**31), min(2**31 - 1, round(st.beat_hz))) if fe.lo_on else 0
         self.hw_set("STATUS", LO_LOCKED=int(locked), LASER_READY=int(fe.laser_on),
                     LO_READY=int(fe.lo_on))
         self.hw_set("BEAT_FREQ", VALUE=beat)

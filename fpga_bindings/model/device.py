@@ -32,11 +32,9 @@ REGISTER_FAULTS = ("dma_stall", "dma_error", "overtemp", "clock_unlock")
 
 def default_physics(profile: BoardProfile) -> LinkPhysics:
     """The project's waveform-level link model (fpga_bindings.model.link) with its defaults."""
-    try:
-        from fpga_bindings.model.link import LinkModel
-    except ImportError as e:
-        raise RuntimeError(f"no link physics available ({e}); pass physics=...") from None
-    return LinkModel(board=profile.name)  # type: ignore[call-arg]
+    from fpga_bindings.model.link import LinkConfig, LinkModel
+
+    return LinkModel(LinkConfig(board=profile.name))
 
 
 class ModelDevice(pynq.Device):

@@ -281,12 +281,14 @@ class KeyPool:
         self._recv_persisted = self._recv_next
 
     # -- refill and accounting -------------------------------------------------------------
-    def refill(self, material: bytes, source: str) -> int:
+    def refill(self, material: bytes, source: str | None = None) -> int:
         """Append distilled key to the pool; returns the number of one-time keys added.
 
-        Both ends must refill with the same bytes in the same order. `source` (e.g. the key
-        UUID) makes the call idempotent: a repeated source with the same length is a no-op.
+        Both ends must refill with the same bytes in the same order (e.g. right after the
+        commit of a key batch, from that batch). `source` (e.g. the key or batch UUID) makes
+        the call idempotent: a repeated source with the same length is a no-op.
         """
+        source = source if source is not None else f"anon-{os.urandom(8).hex()}"
         if not material or len(material) % ONE_TIME_KEY_BYTES:
             raise ValueError(f"refill material must be a positive multiple of "
                              f"{ONE_TIME_KEY_BYTES} bytes, got {len(material)}")

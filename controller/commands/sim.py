@@ -4,6 +4,7 @@ directory (the format is the contract in docs/model.md, "Capture directory")."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -12,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from controller.cli import UsageError
+from fpga_bindings.model.genie import SymbolGrid
 from fpga_bindings.model.link import LinkConfig, LinkModel
 from fpga_bindings.model.link_api import AdcMode, AdcSettings, FrontEnd, OpticalSwitch
-from fpga_bindings.model.simple_tx import Waveform, simple_waveform
+from fpga_bindings.model.simple_tx import Waveform, required_voa_db, simple_waveform
 
 FORMAT_VERSION = 1
 GUARD_S = 2.0e-6  # capture starts this long before the first light of the waveform arrives
@@ -49,16 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ADC clock offset against the DAC clock, ppm")
     p.add_argument("--jitter-s", type=float, default=0.0, metavar="S",
                    help="rms ADC sampling jitter, s")
-    p.add_argument("--voa-db", type=float, default=0.0, metavar="DB",
-                   help="VOA attenuation at the transmitter output, dB")
+    p.add_argument("--waveform", choices=("dsp", "simple"), default=None,
+                   help="transmitter waveform: dsp.transmitter's frame (default, heterodyne) "
+                        "or the model's simple RRC + one pilot (default for homodyne)")
     p.add_argument("--symbols", type=int, default=100_000, metavar="N")
-    p.add_argument("--symbol-rate", type=float, default=62.5e6, metavar="HZ",
+    p.add_argument("--symbol-rate", type=float, default=100e6, metavar="HZ",
                    help="symbols/s; the player rate must be an integer multiple")
     p.add_argument("--rolloff", type=float, default=0.2, help="RRC roll-off")
     p.add_argument("--pilot-hz", type=float, default=100e6, metavar="HZ",
-                   help="pilot tone offset from the carrier, Hz")
+                   help="--waveform simple: pilot offset from the carrier, Hz")
     p.add_argument("--pilot-snu", type=float, default=4.0, metavar="A",
-                   help="pilot quadrature amplitude per player sample, SNU")
+                   help="--waveform simple: pilot amplitude per player sample, SNU")
     p.add_argument("--detection", choices=("heterodyne", "homodyne"), default="heterodyne")
     p.add_argument("--calibration-samples", type=int, default=None, metavar="N",
                    help="samples per calibration record (default: as many as the capture)")
@@ -79,16 +82,43 @@ def _config(args: argparse.Namespace, seed: int) -> LinkConfig:
 
 
 def build_waveform(args: argparse.Namespace, cfg: LinkConfig, seed: int) -> Waveform:
-    """The transmitter's waveform (replaceable: see docs/model.md, "Transmitter waveform")."""
+    """The transmitter's waveform: `dsp.transmitter` (default for heterodyne) or the model's
+    simple stand-in (`--waveform simple`, default for homodyne: no subcarrier)."""
     sps_f = cfg.player_sps / args.symbol_rate
     sps = round(sps_f)
     if sps < 2 or abs(sps_f - sps) > 1e-9 * sps_f:
         raise UsageError(f"--symbol-rate: the player rate {cfg.player_sps:g} S/s must be an "
                          f"integer multiple (>= 2) of the symbol rate")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    return simple_waveform(args.symbols, sps, args.va, cfg.dac_fs_snu, cfg.player_sps, rng,
-                           voa_db=args.voa_db, rolloff=args.rolloff, pilot_hz=args.pilot_hz,
-                           pilot_snu=args.pilot_snu, dac_bits=cfg.profile.dac_bits)
+    kind = args.waveform or ("dsp" if args.detection == "heterodyne" else "simple")
+    if kind == "simple":
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        return simple_waveform(args.symbols, sps, args.va, cfg.player_sps, rng,
+                               rolloff=args.rolloff, pilot_hz=args.pilot_hz,
+                               pilot_snu=args.pilot_snu, dac_bits=cfg.profile.dac_bits)
+    if args.detection != "heterodyne":
+        raise UsageError("--waveform dsp puts the data on a subcarrier: heterodyne only")
+    from dsp.filters import rrc_taps
+    from dsp.transmitter import TxConfig, build_frame
+
+    tx = TxConfig(sample_rate_hz=cfg.player_sps, symbol_rate_hz=args.symbol_rate,
+                  rolloff=args.rolloff, v_a=args.va, dac_bits=cfg.profile.dac_bits)
+    # simulation only: the ChaCha20 key is derived from the seed so that runs are reproducible
+    key = hashlib.sha256(b"cvqkd sim capture " + str(seed).encode()).digest()
+    frame = build_frame(tx, args.symbols, key=key, stream_id=0)
+    meta = frame.meta
+    grid = SymbolGrid(rrc_taps(sps, tx.rolloff, tx.half_span), sps,
+                      meta["data_start_symbol"] * sps, args.symbols,
+                      subcarrier=meta["signal_offset_hz"] / cfg.player_sps)
+    params = {"kind": "dsp.transmitter", **meta}
+    return Waveform(frame.iq_int16, frame.symbols, grid, params, meta["quad_per_lsb"])
+
+
+def _pilots(wf: Waveform) -> list[dict]:
+    """Pilot tones of the waveform: offset from the carrier (Hz), amplitude (SNU per sample)."""
+    p = wf.params
+    if p["kind"] == "simple-rrc-gaussian-pilot":
+        return [{"freq_hz": p["pilot_hz"], "amplitude_snu": p["pilot_snu"]}]
+    return [{"freq_hz": q["freq_hz"], "amplitude_snu": q["amplitude"]} for q in p["pilots"]]
 
 
 def _record(model: LinkModel, settings: AdcSettings, path: Path) -> None:
@@ -116,6 +146,10 @@ def run_capture(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     cfg = _config(args, seed)
     wf = build_waveform(args, cfg, seed)
+    voa_db = required_voa_db(wf.quad_per_lsb, cfg.dac_fs_snu)
+    if voa_db < 0:
+        raise UsageError(f"the waveform needs {-voa_db:.1f} dB of gain after the modulator: "
+                         "lower --va or the pilot power")
     prof = cfg.profile
     decim = prof.default_decimation
     nco = cfg.if_hz
@@ -130,11 +164,11 @@ def run_capture(args: argparse.Namespace) -> int:
     statuses = {}
     for name, switch in (("shot_noise", OpticalSwitch.BLOCKED),
                          ("electronic_noise", OpticalSwitch.LO_OFF)):
-        model.set_frontend(FrontEnd(switch=switch, voa_db=args.voa_db))
+        model.set_frontend(FrontEnd(switch=switch, voa_db=voa_db))
         _record(model, AdcSettings(n_samples=n_cal, nco_hz=nco, decimation=decim),
                 out / f"{name}.npy")
         statuses[name] = model.status().__dict__
-    model.set_frontend(FrontEnd(voa_db=args.voa_db))
+    model.set_frontend(FrontEnd(voa_db=voa_db))
     t_play = model.now_s
     model.load_dac(wf.iq, cyclic=False)
     model.request_ground_truth(wf.grid)
@@ -167,21 +201,23 @@ def run_capture(args: argparse.Namespace) -> int:
         "symbol_rate": args.symbol_rate,
         "samples_per_symbol": {"player": wf.grid.sps,
                                "capture_nominal": fs_cap / args.symbol_rate},
-        "pilots": [{"offset_hz": args.pilot_hz, "amplitude_snu": args.pilot_snu}],
-        "waveform": wf.params | {"dac_clipped_samples": wf.dac_clipped},
-        "frontend": {"voa_db": args.voa_db},
+        "pilots": _pilots(wf),
+        "waveform": wf.params,
+        "frontend": {"voa_db": voa_db},
         "trigger_after_player_start_s": truth.trigger_time_s - t_play,
         "truth": {"u0_player_samples": truth.u0, "du_player_per_capture_sample": truth.du,
                   "phase_grid": cfg.phase_grid,
                   "genie_valid": int(np.count_nonzero(~np.isnan(genie.symbols)))},
         "status": statuses,
-        "files": {"adc.npy": "signal capture", "dac.npy": "DAC player waveform", "shot_noise.npy": "switch BLOCKED",
+        "files": {"adc.npy": "signal capture", "dac.npy": "DAC player waveform",
+                  "shot_noise.npy": "switch BLOCKED",
                   "electronic_noise.npy": "switch LO_OFF", "alice_symbols.npy": "SNU",
                   "genie_symbols.npy": "SNU", "truth.npz": "trajectories (tests only)"},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
-    print(f"wrote {out}: {n_sig} samples at {fs_cap:g} S/s, {args.symbols} symbols, "
-          f"{statuses['signal']['clip_count']} clipped")
+    print(f"wrote {out}: {n_sig} samples at {fs_cap:g} S/s, {args.symbols} symbols "
+          f"({wf.params['kind']}), VOA {voa_db:.2f} dB, "
+          f"{statuses['signal']['clip_count']} ADC samples clipped")
     return 0
 
 

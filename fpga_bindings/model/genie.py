@@ -6,9 +6,10 @@ pulse and samples it at the symbol instants. Its output for symbol k (docs/model
     heterodyne: y_k = g_k a_k + z_k              (complex, SNU)
     homodyne:   y_k = g_k Re(a_k e^{i psi_k}) + Re z_k
 with g_k = sqrt(eta T k VOA) (k = 1/2 heterodyne, 1 homodyne) at the symbol's arrival time,
-a_k the matched-filter projection of the field the modulator actually emitted (DAC quantisation
-included) and z_k the projection of the SAME detection-noise draws (shot, electronic, excess)
-that the capture contains. Imperfections of the model's own waveform path (interpolation error,
+a_k the matched-filter projection of the field the modulator actually emitted (DAC
+quantisation included; shifted back to baseband first if the symbols ride on a subcarrier) and
+z_k the projection of the SAME detection-noise draws (shot, electronic, excess) that the capture
+contains. Imperfections of the model's own waveform path (interpolation error,
 ADC quantisation, clipping) are not in y_k.
 """
 
@@ -32,6 +33,8 @@ class SymbolGrid:
     sps: int  # player samples per symbol
     first_peak: int  # player-sample index of symbol 0's pulse centre in the waveform
     n_symbols: int
+    subcarrier: float = 0.0  # the symbols ride on exp(i 2 pi subcarrier m), m the waveform
+    #                          sample index (cycles per player sample; 0: baseband)
 
     def __post_init__(self) -> None:
         p = np.asarray(self.pulse)
@@ -100,7 +103,13 @@ def ideal_receiver(grid: SymbolGrid, field: np.ndarray, cyclic: bool, zrot: np.n
         peaks_abs = peaks
     pos = (peaks_abs - u0) / du
     valid = (pos >= margin) & (pos <= n_out - 1 - margin)
-    a = _projections(field.astype(np.complex128), cyclic, pulse, peaks)
+    if grid.subcarrier and detection != "heterodyne":
+        raise ValueError("ideal receiver: a symbol subcarrier needs heterodyne detection")
+    base = field.astype(np.complex128)
+    if grid.subcarrier:  # back to baseband on the waveform's own sample index
+        base *= np.exp(-2j * np.pi * grid.subcarrier * np.arange(n_field))
+        zrot = zrot * np.exp(-2j * np.pi * grid.subcarrier * (u0 + du * np.arange(n_out)))
+    a = _projections(base, cyclic, pulse, peaks)
     # matched filter on the output grid: the continuous pulse sampled every du player samples
     taps = resample(pulse, c + du * np.arange(-half_mf, half_mf + 1)).real.astype(np.float64)
     taps *= math.sqrt(du)

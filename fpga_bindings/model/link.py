@@ -45,8 +45,9 @@ class LinkConfig:
 
     board: str = "rfsoc4x2"
     # transmitter
-    dac_fs_snu: float = 8.0  # quadrature amplitude (SNU, per player-sample mode) at the
-    #                          modulator output for a DAC code of 2^15 (full scale), before VOA
+    dac_fs_snu: float = 256.0  # quadrature amplitude (SNU, per player-sample mode) at the
+    #                            modulator output for a DAC code of 2^15 (full scale), before
+    #                            the VOA: 256 SNU = 16384 photons per 2 ns sample, ~1 uW
     tx_linewidth_hz: float = 50.0e3  # transmitter laser Lorentzian FWHM, Hz
     wavelength_m: float = 1550.0e-9
     # fibre

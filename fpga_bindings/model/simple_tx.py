@@ -5,9 +5,9 @@ from a seeded numpy generator so that simulations are reproducible: NEVER use th
 material (real symbols come from a CSPRNG).
 
 Scaling (docs/model.md): the pulse has unit energy on the player grid, so the matched-filter
-projection of the field on symbol k returns x_k; the field in SNU per player sample maps to DAC
-codes by 2^15 / dac_fs_snu, divided by the VOA amplitude transmission so that x_k is what
-reaches the channel input.
+projection of the field on symbol k returns x_k. The waveform's peak is put at DAC full scale;
+`quad_per_lsb` (SNU per int16 code at the channel input) says how much the link must attenuate
+(the VOA setting follows from the modulator's calibration, see `required_voa_db`).
 """
 
 from __future__ import annotations
@@ -48,13 +48,19 @@ class Waveform:
     symbols: np.ndarray  # complex128, SNU at the channel input
     grid: SymbolGrid
     params: dict  # every parameter, for meta.json
-    dac_clipped: int  # samples clipped to the int16 range
+    quad_per_lsb: float  # SNU (quadrature amplitude per player sample) per int16 code
 
 
-def simple_waveform(n_symbols: int, sps: int, va_snu: float, dac_fs_snu: float,
-                    player_sps: float, rng: np.random.Generator, voa_db: float = 0.0,
-                    rolloff: float = 0.2, span_symbols: int = 32, pilot_hz: float = 100e6,
-                    pilot_snu: float = 4.0, dac_bits: int = 14) -> Waveform:
+def required_voa_db(quad_per_lsb: float, dac_fs_snu: float) -> float:
+    """VOA attenuation, dB, that makes code c leave the transmitter as c * quad_per_lsb SNU
+    when the modulator gives dac_fs_snu SNU at code 2^15."""
+    return 20.0 * np.log10(dac_fs_snu / 32768.0 / quad_per_lsb)
+
+
+def simple_waveform(n_symbols: int, sps: int, va_snu: float, player_sps: float,
+                    rng: np.random.Generator, rolloff: float = 0.2, span_symbols: int = 32,
+                    pilot_hz: float = 100e6, pilot_snu: float = 4.0,
+                    dac_bits: int = 14) -> Waveform:
     """Gaussian-modulated symbols (variance va_snu per quadrature) plus a pilot tone of
     quadrature amplitude pilot_snu (SNU per player sample) at pilot_hz from the carrier."""
     if n_symbols < 1 or va_snu < 0 or pilot_snu < 0 or abs(pilot_hz) >= player_sps / 2:
@@ -69,13 +75,13 @@ def simple_waveform(n_symbols: int, sps: int, va_snu: float, dac_fs_snu: float,
     field = np.convolve(up, pulse, mode="same")
     field += pilot_snu * np.exp(2j * np.pi * pilot_hz / player_sps * np.arange(n))
     step = 2 ** (16 - dac_bits)  # whole converter LSBs: no truncation bias in the DAC
-    codes = field * (32768.0 / dac_fs_snu) * 10.0 ** (voa_db / 20.0) / step
-    codes = np.stack([codes.real, codes.imag], axis=1)
     limit = 32767 // step
-    clipped = int(np.count_nonzero(np.any(np.abs(codes) > limit, axis=1)))
+    peak = float(max(np.abs(field.real).max(), np.abs(field.imag).max()))
+    quad_per_lsb = peak / (limit * step)
+    codes = np.stack([field.real, field.imag], axis=1) / (quad_per_lsb * step)
     iq = (np.clip(np.rint(codes), -limit, limit) * step).astype(np.int16)
     params = dict(kind="simple-rrc-gaussian-pilot", n_symbols=n_symbols, sps=sps,
                   va_snu=va_snu, rolloff=rolloff, span_symbols=span_symbols,
                   pilot_hz=pilot_hz, pilot_snu=pilot_snu, first_peak=first_peak, length=n,
-                  voa_db=voa_db, dac_fs_snu=dac_fs_snu)
-    return Waveform(iq, x, SymbolGrid(pulse, sps, first_peak, n_symbols), params, clipped)
+                  quad_per_lsb=quad_per_lsb)
+    return Waveform(iq, x, SymbolGrid(pulse, sps, first_peak, n_symbols), params, quad_per_lsb)

@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.
 BENCH_MODULES: tuple[str, ...] = (
+    "bench_ldpc",
+    "bench_pa",
 )
 
 

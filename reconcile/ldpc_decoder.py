@@ -84,7 +84,12 @@ class Decoder:
         np.cumsum(chk_deg, out=chk_ptr[1:])
         chk_var = act_index[code.var_idx[act_edge]]
 
-        sched_check = np.flatnonzero(chk_deg >= 2).astype(np.int32)
+        # A check whose folded variable is punctured only says what that unknown bit must be:
+        # its messages are exactly 0, so it is left out of the schedule (its bit is still solved).
+        dead = np.zeros(m, bool)
+        dead[first_checks] = punctured[code.var_idx[fold_edges]]
+        chk_deg_live = np.where(dead, 0, chk_deg)
+        sched_check = np.flatnonzero(chk_deg_live >= 2).astype(np.int32)
         sched_ptr = np.zeros(sched_check.size + 1, np.int64)
         np.cumsum(chk_deg[sched_check], out=sched_ptr[1:])
         sched_edge = np.isin(check_of_edge[act_edge], sched_check, assume_unique=False)
@@ -98,7 +103,7 @@ class Decoder:
             "sched_check": sched_check,
             "sched_ptr": sched_ptr,
             "sched_var": np.ascontiguousarray(sched_var, np.int32),
-            "const_check": np.flatnonzero(chk_deg == 1).astype(np.int32),
+            "const_check": np.flatnonzero(chk_deg_live == 1).astype(np.int32),
             "test_check": np.flatnonzero(chk_fold < 0).astype(np.int32),
         }
         self._punctured = np.flatnonzero(punctured)

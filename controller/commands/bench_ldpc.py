@@ -9,8 +9,8 @@ not key material.
 
 Code choice: --code NAME, or by --rate: the project's multi-edge-type codes
 (reconcile.met_codes) for rates up to 0.2 when one is within 10 % of the requested rate, the
-closest standard code (DVB-S2/S2X, 5G NR) otherwise. `--n` sets the length of MET codes (rounded to their lifting granularity); standard
-codes have their own lengths.
+closest standard code (DVB-S2/S2X, 5G NR) otherwise. `--n` sets the length of MET codes
+(rounded to their lifting granularity); standard codes have their own lengths.
 
 Reported: beta, snr, fer, avg_iterations, mbps (decoded codeword bits per second of decoder
 wall time) and ns_per_edge_iteration = decoder wall time x threads / (edges of H x layered

@@ -24,7 +24,6 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.
 BENCH_MODULES: tuple[str, ...] = (
-    "bench_pa",
     "bench_ldpc",
     "bench_pa",
 )

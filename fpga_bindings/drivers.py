@@ -321,7 +321,8 @@ class AdcCapture(pynq.DefaultIP):
         f_adc = self._need_profile().default_adc_sps
         if not -f_adc / 2 <= nco_hz < f_adc / 2:
             raise ValueError(f"NCO {nco_hz} Hz outside +-f_adc/2 = {f_adc / 2:.4g} Hz")
-        return round(nco_hz / f_adc * 2**32) & 0xFFFFFFFF
+        bits = self.io.block.register("NCO_FTW").field("VALUE").width
+        return round(nco_hz / f_adc * 2**bits) % (1 << bits)
 
     def arm(self, n: int, *, mode: str = "DDC", nco_hz: float = 0.0,
             decimation: int | None = None, trigger: str = "SOFTWARE", out: Any = None) -> None:
@@ -351,12 +352,14 @@ class AdcCapture(pynq.DefaultIP):
         self.dma.recvchannel.transfer(out)
         self.io.pulse("COMMAND", "ARM")
         if self.io.get("ERRORS", "BAD_CONFIG"):
+            self.recover()  # the S2MM transfer programmed above will never be fed
             raise CaptureError(f"capture refused (ERRORS.BAD_CONFIG): N_SAMPLES {n}, "
                                f"DECIMATION {dec}, mode {mode}")
         rate = prof.default_adc_sps / (dec if mode == "DDC" else 1)
-        signed = ftw - (1 << 32) if ftw >= 1 << 31 else ftw
+        bits = self.io.block.register("NCO_FTW").field("VALUE").width
+        signed = ftw - (1 << bits) if ftw >= 1 << (bits - 1) else ftw
         self._pending = {"out": out, "n": n, "rate": rate,
-                         "nco": signed * prof.default_adc_sps / 2**32}
+                         "nco": signed * prof.default_adc_sps / 2**bits}
 
     def trigger(self) -> None:
         self.io.pulse("COMMAND", "TRIGGER")
@@ -388,8 +391,10 @@ class AdcCapture(pynq.DefaultIP):
                                      f"({self.io.get('SAMPLES_DONE')} of {p['n']} samples "
                                      f"delivered, STATUS {st})")
                 time.sleep(POLL_S)
-        except OverlayError:
+        except OverlayError as e:
             self.io.pulse("COMMAND", "ABORT")
+            if isinstance(e, DmaTimeout | DmaError):
+                e.args = (f"{e.args[0]}; call recover() before the next capture",)
             raise
         self.dma.recvchannel.wait()
         got = self.dma.recvchannel.transferred

@@ -234,3 +234,13 @@ def test_capture_1e7_samples_streams_in_chunks(phys):
     per_chunk = chunk * 2 * (4 + 4 + 1 + 2)
     assert peak < dest + 2 * per_chunk, (peak, dest, per_chunk)
     assert cap.samples.nbytes == dest and np.asarray(cap.samples[-1000:]).std() > 100
+
+
+def test_bad_config_refused_by_hardware_then_capture_works(ol):
+    """Driver and hardware disagree on a decimation: BAD_CONFIG, the DMA is recovered."""
+    import dataclasses
+
+    ol.adc_capture.set_profile(dataclasses.replace(ol.profile, decimations=(7, 8)))
+    with pytest.raises(drivers.CaptureError, match="BAD_CONFIG"):
+        ol.adc_capture.capture(100, decimation=7)
+    assert ol.adc_capture.capture(100).samples.shape == (100, 2)

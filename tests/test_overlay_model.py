@@ -33,6 +33,12 @@ def dev() -> ModelDevice:
     return ModelDevice(physics=RampPhysics(), chunk=1000).activate()
 
 
+def _io(name: str) -> RegisterIO:
+    """Named-field access to a block through pynq's MMIO on the active (model) device."""
+    blk = MAP.block(name)
+    return RegisterIO(pynq.MMIO(blk.base, blk.range), blk)
+
+
 def _dma(dev: ModelDevice, name: str) -> DMA:
     return DMA(MAP.ip_dict(dev)[name])
 
@@ -46,33 +52,36 @@ def test_reset_values_from_toml(name):
 
 
 def test_access_types():
-    blk = RegisterBlock(MAP.block("adc_capture"))
-    errs = MAP.block("adc_capture").register("ERRORS")
-    # RW: stored; reserved bits read 0
-    blk.bus_write(0x00, 0xFFFF_FFFF)
-    assert blk.hw_get("CTRL", "MODE") == 1 and blk.bus_read(0x00) == 0b111
+    adc = MAP.block("adc_capture")
+    blk = RegisterBlock(adc)
+    ctrl, cmd, errs = adc.register("CTRL"), adc.register("COMMAND"), adc.register("ERRORS")
+    # RW: stored; reserved bits read 0 (CTRL has fields in bits 2..0 only)
+    blk.bus_write(ctrl.offset, 0xFFFF_FFFF)
+    assert blk.hw_get("CTRL", "MODE") == 1 and blk.bus_read(ctrl.offset) == 0b111
     # RO: writes ignored
     blk.hw_set("SAMPLES_DONE", VALUE=123)
-    blk.bus_write(MAP.block("adc_capture").register("SAMPLES_DONE").offset, 0)
+    blk.bus_write(adc.register("SAMPLES_DONE").offset, 0)
     assert blk.hw_get("SAMPLES_DONE") == 123
     # W1C: set by hardware, writing 1 clears only that bit, writing 0 does nothing
+    both = errs.field("OVERFLOW").mask | errs.field("FIFO_OVERRUN").mask
     blk.hw_set("ERRORS", OVERFLOW=1, FIFO_OVERRUN=1)
     blk.bus_write(errs.offset, 0)
-    assert blk.bus_read(errs.offset) == 0b011
+    assert blk.bus_read(errs.offset) == both
     blk.bus_write(errs.offset, errs.field("OVERFLOW").mask)
     assert blk.bus_read(errs.offset) == errs.field("FIFO_OVERRUN").mask
     # WO: pulses reach on_command, read back 0
     seen = []
     blk.on_command = lambda reg, cmds: seen.append((reg, cmds))
-    blk.bus_write(0x04, 0b011)
-    assert seen == [("COMMAND", {"ARM", "TRIGGER"})] and blk.bus_read(0x04) == 0
+    blk.bus_write(cmd.offset, cmd.field("ARM").mask | cmd.field("TRIGGER").mask)
+    assert seen == [("COMMAND", {"ARM", "TRIGGER"})] and blk.bus_read(cmd.offset) == 0
     # no register at an offset inside the block -> bus error
+    assert adc.at_offset(adc.range - 4) is None
     with pytest.raises(BusError, match="no register"):
-        blk.bus_read(0x3FC)
+        blk.bus_read(adc.range - 4)
 
 
 def test_max_clamp_and_signed_fields(dev):
-    io = RegisterIO(pynq.MMIO(0xA001_0000, 0x1000), MAP.block("frontend"))
+    io = _io("frontend")
     io.set("VOA", ATTEN=65535)
     assert io.get("VOA", "ATTEN") == 6000  # clamps to the documented maximum
     io.set("POWER_LOW_THRESHOLD", VALUE=-40_000)
@@ -80,10 +89,11 @@ def test_max_clamp_and_signed_fields(dev):
 
 
 def test_mmio_reads_model_and_unmapped_addresses_fail(dev):
-    mmio = pynq.MMIO(0xA000_0000, 0x1000)  # pynq picks the active (model) device
-    assert mmio.read(0x00) == MAP.magic
-    mmio.write(0x10, 0xDEADBEEF)
-    assert mmio.read(0x10) == 0xDEADBEEF
+    info = MAP.block("board_info")
+    mmio = pynq.MMIO(info.base, info.range)  # pynq picks the active (model) device
+    assert mmio.read(info.register("MAGIC").offset) == MAP.magic
+    mmio.write(info.register("SCRATCH").offset, 0xDEADBEEF)
+    assert mmio.read(info.register("SCRATCH").offset) == 0xDEADBEEF
     with pytest.raises(BusError, match="unmapped address 0xb0000000"):
         pynq.MMIO(0xB000_0000, 4).read(0)
     with pytest.raises(BusError, match="no register"):
@@ -113,7 +123,7 @@ def test_mm2s_loads_player_through_stock_dma(dev):
 
 def test_s2mm_capture_lands_in_callers_buffer_in_chunks(dev):
     dma = _dma(dev, "dma_adc")
-    io = RegisterIO(pynq.MMIO(0xA003_0000, 0x1000), MAP.block("adc_capture"))
+    io = _io("adc_capture")
     n = 2500  # three physics chunks of <= 1000 samples
     buf = pynq.allocate((2 * n, 2), np.int16)  # larger than the capture: TLAST ends it early
     buf[:] = 7
@@ -131,7 +141,7 @@ def test_s2mm_capture_lands_in_callers_buffer_in_chunks(dev):
 
 
 def test_trigger_without_dma_overruns(dev):
-    io = RegisterIO(pynq.MMIO(0xA003_0000, 0x1000), MAP.block("adc_capture"))
+    io = _io("adc_capture")
     io.set("N_SAMPLES", VALUE=10)
     io.pulse("COMMAND", "ARM")
     io.pulse("COMMAND", "TRIGGER")
@@ -139,7 +149,7 @@ def test_trigger_without_dma_overruns(dev):
 
 
 def test_bad_config_refuses_to_arm(dev):
-    io = RegisterIO(pynq.MMIO(0xA003_0000, 0x1000), MAP.block("adc_capture"))
+    io = _io("adc_capture")
     io.set("N_SAMPLES", VALUE=10)
     io.set("DECIMATION", VALUE=7)  # not a converter decimation factor
     io.pulse("COMMAND", "ARM")
@@ -149,7 +159,7 @@ def test_bad_config_refuses_to_arm(dev):
 def test_dma_errors_halt_channel_and_soft_reset_recovers(dev):
     dma = _dma(dev, "dma_adc")
     io = RegisterIO(dma.mmio, MAP.block("dma_adc"))
-    cap = RegisterIO(pynq.MMIO(0xA003_0000, 0x1000), MAP.block("adc_capture"))
+    cap = _io("adc_capture")
     # S2MM to an address with no memory behind it: decode error, RS cleared, channel halted
     io.set("S2MM_DA", ADDR=0x1000)
     io.set("S2MM_LENGTH", LENGTH=64)
@@ -180,7 +190,7 @@ def test_dma_errors_halt_channel_and_soft_reset_recovers(dev):
 
 
 def test_length_write_while_halted_has_no_effect(dev):
-    io = RegisterIO(pynq.MMIO(0xA005_0000, 0x10000), MAP.block("dma_adc"))
+    io = _io("dma_adc")
     io.set("S2MM_LENGTH", LENGTH=64)
     assert not dev.dma_adc.s2mm_ready()
     assert io.fields("S2MM_DMASR")["HALTED"] == 1 and io.fields("S2MM_DMASR")["IDLE"] == 0

@@ -253,3 +253,19 @@ def test_decoder_cache_reuses_and_distinguishes_codes():
     a, b = random_code(96, 3, 6, 1), random_code(96, 3, 6, 2)
     assert ld.decoder_for(a) is ld.decoder_for(a)
     assert ld.decoder_for(a) is not ld.decoder_for(b)
+
+
+def test_checks_of_punctured_degree_one_variables_are_skipped_but_solved():
+    base = _with_degree_one(16)
+    h = base.to_dense()
+    deg1 = np.flatnonzero(h.sum(axis=0) == 1)[:6]
+    code = LdpcCode("p1", base.n, base.m, base.check_ptr, base.var_idx, punctured=deg1)
+    full, skipped = ld.Decoder(base), ld.Decoder(code)
+    dropped = sum(int(h[np.flatnonzero(h[:, v])[0]].sum()) - 1 for v in deg1)
+    assert skipped.scheduled_edges == full.scheduled_edges - dropped
+    x, syn, llr = _noisy_frames(code, 8, 0.45, 17)
+    res = skipped.decode(llr, syn, max_iter=50)
+    assert res.converged.all()
+    assert np.array_equal(code.syndrome(res.bits), syn)
+    core = np.setdiff1d(np.arange(code.n), deg1)
+    assert np.array_equal(res.bits[:, core], x[:, core])

@@ -244,3 +244,14 @@ def test_bad_config_refused_by_hardware_then_capture_works(ol):
     with pytest.raises(drivers.CaptureError, match="BAD_CONFIG"):
         ol.adc_capture.capture(100, decimation=7)
     assert ol.adc_capture.capture(100).samples.shape == (100, 2)
+
+
+def test_fault_mm2s_stall_times_out_waveform_load(ol):
+    ol.device.inject("dma_stall", dma="dma_dac", after_bytes=400)
+    with pytest.raises(drivers.DmaTimeout, match="waveform load: MM2S DMA did not complete"):
+        ol.dac_player.load(np.ones((1000, 2), np.int16), timeout_s=0.05)
+    assert ol.dac_player.io.get("LOADED") == 100  # 400 bytes reached the player
+    ol.device.clear_faults()
+    drivers.reset_dma(ol.dma_dac)
+    ol.dac_player.load(np.ones((1000, 2), np.int16))
+    assert ol.dac_player.io.get("LOADED") == 1000

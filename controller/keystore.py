@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -46,6 +47,15 @@ PREPARED, COMMITTED, ABORTED = "prepared", "committed", "aborted"
 COORDINATOR, PARTICIPANT = "coordinator", "participant"
 
 _CHECK_PLAINTEXT = b"cvqkd key store device key check"
+
+
+class Aead(Protocol):
+    """AES-256-GCM under the device key: `cryptography`'s AESGCM, or a PKCS#11 token
+    (controller.keystore_pkcs11). decrypt raises cryptography.exceptions.InvalidTag."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes) -> bytes: ...
 
 
 class KeyStoreError(Exception):
@@ -109,6 +119,14 @@ def load_device_key(path: str | os.PathLike) -> bytes:
     return data[len(DEVICE_KEY_MAGIC) :]
 
 
+def _resolve_aead(device_key_path: str | os.PathLike | None, aead: Aead | None) -> Aead | None:
+    if device_key_path is not None and aead is not None:
+        raise ValueError("give a device key file or a PKCS#11 key, not both")
+    if device_key_path is not None:
+        return AESGCM(load_device_key(device_key_path))
+    return aead
+
+
 def default_device_key_path(store: str | os.PathLike) -> Path:
     """Embedded default: the device key beside the store, as `<store>.devkey`."""
     return Path(f"{store}.devkey")
@@ -158,17 +176,20 @@ class KeyStore:
     """SQLite key store. Open with `create` or `open`; without a device key it is read-only
     metadata access (list, batch status)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, device_key: bytes | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, aead: Aead | None) -> None:
         self._conn = conn
         self.path = path
-        self._aead = AESGCM(device_key) if device_key is not None else None
+        self._aead = aead
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike, device_key_path: str | os.PathLike) -> KeyStore:
-        """Create a new store (mode 0600) bound to an existing device key file."""
+    def create(cls, path: str | os.PathLike, device_key_path: str | os.PathLike | None = None,
+               *, aead: Aead | None = None) -> KeyStore:
+        """Create a new store (mode 0600) bound to a device key file or a token's `aead`."""
         path = Path(path)
-        key = load_device_key(device_key_path)
+        aead = _resolve_aead(device_key_path, aead)
+        if aead is None:
+            raise ValueError("a new key store needs a device key file or a PKCS#11 key")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.fchmod(fd, 0o600)
         os.close(fd)
@@ -180,7 +201,7 @@ class KeyStore:
                     conn.execute(stmt)
             store_id = os.urandom(16)
             nonce = os.urandom(NONCE_BYTES)
-            check = AESGCM(key).encrypt(nonce, _CHECK_PLAINTEXT, store_id)
+            check = aead.encrypt(nonce, _CHECK_PLAINTEXT, store_id)
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("schema_version", str(SCHEMA_VERSION).encode()), ("store_id", store_id),
                 ("device_check", nonce + check)])
@@ -189,12 +210,13 @@ class KeyStore:
             conn.close()
             path.unlink()
             raise
-        return cls(conn, path, key)
+        return cls(conn, path, aead)
 
     @classmethod
-    def open(cls, path: str | os.PathLike,
-             device_key_path: str | os.PathLike | None = None) -> KeyStore:
-        """Open an existing store; with a device key, check that it is this store's key."""
+    def open(cls, path: str | os.PathLike, device_key_path: str | os.PathLike | None = None,
+             *, aead: Aead | None = None) -> KeyStore:
+        """Open an existing store; with a device key (file or token `aead`), check that it is
+        this store's key. Without one, only metadata is accessible."""
         path = Path(path)
         if not path.is_file():
             raise StoreNotFound(f"key store not found: {path}")
@@ -206,17 +228,17 @@ class KeyStore:
         if meta.get("schema_version") != str(SCHEMA_VERSION).encode():
             conn.close()
             raise KeyStoreError(f"{path}: unsupported key store schema")
-        key = None
-        if device_key_path is not None:
-            key = load_device_key(device_key_path)
+        aead = _resolve_aead(device_key_path, aead)
+        if aead is not None:
             check = meta["device_check"]
             try:
-                AESGCM(key).decrypt(check[:NONCE_BYTES], check[NONCE_BYTES:], meta["store_id"])
+                aead.decrypt(check[:NONCE_BYTES], check[NONCE_BYTES:], meta["store_id"])
             except InvalidTag:
                 conn.close()
-                raise WrongDeviceKey(
-                    f"device key {device_key_path} does not belong to key store {path}") from None
-        return cls(conn, path, key)
+                what = device_key_path if device_key_path is not None else "token key"
+                raise WrongDeviceKey(f"device key {what} does not belong to key store {path}"
+                                     ) from None
+        return cls(conn, path, aead)
 
     def close(self) -> None:
         self._conn.close()
@@ -227,7 +249,7 @@ class KeyStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _need_key(self) -> AESGCM:
+    def _need_key(self) -> Aead:
         if self._aead is None:
             raise KeyStoreError("this operation needs the device key")
         return self._aead

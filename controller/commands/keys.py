@@ -3,6 +3,8 @@
     cvqkd keys list --store PATH [--state STATE] [--json]   metadata only, never material
     cvqkd keys get --store PATH --id UUID --hex [--device-key PATH]
                                                            administrative audit read
+    ... get --pkcs11-module SO --pkcs11-token LABEL        device key in a PKCS#11 token
+                                                           (PIN from $CVQKD_PKCS11_PIN)
 
 `keys get` prints secret key material, so it demands the explicit --hex flag and warns on
 stderr; it does not change the key's state. Store problems (missing store, wrong device key,
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 
 from controller.cli import UsageError
 from controller.keystore import STATES, KeyStore, KeyStoreError, default_device_key_path
+from controller.keystore_pkcs11 import DEFAULT_KEY_LABEL, TokenAead, pin_from_env
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     get.add_argument("--id", required=True, dest="key_id", help="key UUID")
     get.add_argument("--hex", action="store_true", help="confirm: print the material as hex")
     get.add_argument("--device-key", help="device key file (default: STORE.devkey)")
+    add_pkcs11_arguments(get)
     get.set_defaults(func=_get)
+
+
+def add_pkcs11_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options selecting a device key held in a PKCS#11 token instead of a file."""
+    parser.add_argument("--pkcs11-module", help="PKCS#11 module (.so), e.g. libsofthsm2.so")
+    parser.add_argument("--pkcs11-token", help="token label (PIN from $CVQKD_PKCS11_PIN)")
+    parser.add_argument("--pkcs11-key-label", default=DEFAULT_KEY_LABEL,
+                        help=f"device key label in the token (default {DEFAULT_KEY_LABEL})")
+
+
+def token_aead(args: argparse.Namespace, *, create: bool = False) -> TokenAead | None:
+    """The token-held device key the options select, or None for a device key file."""
+    if not args.pkcs11_module and not args.pkcs11_token:
+        return None
+    if not (args.pkcs11_module and args.pkcs11_token):
+        raise UsageError("--pkcs11-module and --pkcs11-token go together")
+    if getattr(args, "device_key", None):
+        raise UsageError("give --device-key or the --pkcs11-* options, not both")
+    return TokenAead.open(args.pkcs11_module, args.pkcs11_token, pin_from_env(),
+                          key_label=args.pkcs11_key_label, create=create)
 
 
 def _iso(t: float) -> str:
@@ -68,9 +92,10 @@ def _list(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     if not args.hex:
         raise UsageError("`keys get` prints secret key material; pass --hex to confirm")
-    device_key = args.device_key or default_device_key_path(args.store)
     try:
-        with KeyStore.open(args.store, device_key) as store:
+        aead = token_aead(args)
+        device_key = None if aead else args.device_key or default_device_key_path(args.store)
+        with KeyStore.open(args.store, device_key, aead=aead) as store:
             material = store.material(args.key_id)
     except KeyStoreError as exc:
         return _fail(exc)

@@ -8,6 +8,9 @@
     cvqkd setup store --store PATH [--device-key PATH]
                                                  new key store; creates the device key (0600,
                                                  default STORE.devkey) if it does not exist
+    cvqkd setup store --store PATH --pkcs11-module SO --pkcs11-token LABEL
+                                                 device key generated inside a PKCS#11 token
+                                                 (non-extractable; PIN from $CVQKD_PKCS11_PIN)
 
 Nothing is ever overwritten; no secret is printed.
 """
@@ -18,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from controller.auth import KeyPool, Role
+from controller.commands.keys import add_pkcs11_arguments, token_aead
 from controller.keystore import (
     KeyStore,
     KeyStoreError,
@@ -44,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store = sub.add_parser("store", help="create a key store (and its device key)")
     store.add_argument("--store", required=True, help="new key store database path")
     store.add_argument("--device-key", help="device key file (default: STORE.devkey)")
+    add_pkcs11_arguments(store)
     store.set_defaults(func=_store)
 
 
@@ -69,11 +74,18 @@ def _pool(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace) -> int:
     _refuse_existing(args.store)
-    device_key = Path(args.device_key or default_device_key_path(args.store))
-    if not device_key.exists():
-        create_device_key(device_key)
-        print(f"created device key {device_key} (mode 0600)")
     try:
+        aead = token_aead(args, create=True)
+        if aead is not None:
+            KeyStore.create(args.store, aead=aead).close()
+            aead.close()
+            print(f"created key store {args.store}; device key {args.pkcs11_key_label!r} "
+                  f"generated in token {args.pkcs11_token!r}")
+            return 0
+        device_key = Path(args.device_key or default_device_key_path(args.store))
+        if not device_key.exists():
+            create_device_key(device_key)
+            print(f"created device key {device_key} (mode 0600)")
         KeyStore.create(args.store, device_key).close()
     except KeyStoreError as exc:
         raise ValueError(str(exc)) from None

@@ -2,10 +2,10 @@
 
 Both return a `CvqkdOverlay` whose attributes are the driver instances named as in overlay.toml
 (board_info, frontend, dac_player, adc_capture, dma_dac, dma_adc) plus `rfdc` (the converter
-settings interface) and `profile` (the board's converter limits). Off the board the IP
-dictionary is built from overlay.toml exactly as `pynq.Overlay` builds it from a .hwh, and each
-IP gets the driver pynq's registry holds for its VLNV (the `bindto` mechanism), so the drivers
-that run are the same classes `Overlay(bitfile)` instantiates on the board.
+settings interface) and `profile` (the board's converter limits). Both load through
+`pynq.Overlay`, which picks each IP's driver by VLNV (`bindto`); off the board the model device
+supplies the IP dictionary from overlay.toml where a board has the .hwh, so the same driver
+classes are instantiated the same way.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import pynq
-from pynq import overlay as pynq_overlay
 
 from fpga_bindings import drivers
 from fpga_bindings.boards import BoardProfile
 from fpga_bindings.model.device import ModelDevice
 from fpga_bindings.model.link_api import LinkPhysics
-from fpga_bindings.regmap import default_map
+from fpga_bindings.regmap import OVERLAY_TOML, default_map
 from fpga_bindings.rfdc import ModelRfConverter, RfConverter, XrfdcConverter
 
 IP_NAMES = ("board_info", "frontend", "dac_player", "adc_capture", "dma_dac", "dma_adc")
@@ -50,25 +49,18 @@ class CvqkdOverlay:
         self.adc_capture.set_profile(self.profile)
 
 
-def _instantiate(ip_dict: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Driver per IP from pynq's VLNV registry, as `pynq.Overlay` does (`bindto`)."""
-    out = {}
-    for name, desc in ip_dict.items():
-        driver = pynq_overlay._ip_drivers.get(desc["type"], pynq.DefaultIP)
-        desc["driver"] = driver
-        out[name] = driver(desc)
-    return out
-
-
 def open_model(physics: LinkPhysics | None = None, board: str = "rfsoc4x2",
                chunk: int = 1 << 20) -> CvqkdOverlay:
     """The overlay on a fresh model device (made pynq's active device).
 
+    pynq's own `Overlay` loads it: the "bitstream" is overlay.toml, whose IP dictionary the
+    model device hands to pynq in place of a .hwh (`ModelDevice.get_bitfile_metadata`).
     `physics`: the link physics (default: fpga_bindings.model.link.LinkModel); `chunk`: samples
     per physics chunk streamed through the S2MM DMA model.
     """
     device = ModelDevice(physics=physics, board=board, chunk=chunk).activate()
-    ips = _instantiate(default_map().ip_dict(device))
+    ol = pynq.Overlay(str(OVERLAY_TOML), download=False, device=device)
+    ips = {name: getattr(ol, name) for name in IP_NAMES}
     return CvqkdOverlay(ips, ModelRfConverter(device.profile), device)
 
 

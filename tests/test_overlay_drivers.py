@@ -41,6 +41,20 @@ def test_drivers_bound_by_vlnv(ol):
     assert ol.profile.name == "rfsoc4x2" and ol.board_info.version == (1, 0, 0)
 
 
+def test_pynq_overlay_loads_the_model_unchanged(phys):
+    import pynq
+
+    from fpga_bindings.model.device import ModelDevice
+    from fpga_bindings.regmap import OVERLAY_TOML
+
+    dev = ModelDevice(physics=phys)
+    ol = pynq.Overlay(str(OVERLAY_TOML), download=False, device=dev)
+    assert isinstance(ol.adc_capture, drivers.AdcCapture)
+    assert ol.adc_capture.device is dev and ol.adc_capture.mmio.device is dev
+    assert ol.ip_dict["dma_adc"]["type"] == "xilinx.com:ip:axi_dma:7.1"
+    ol.board_info.check()
+
+
 @pytest.mark.parametrize("board", ["zcu111", "zcu208"])
 def test_board_id_selects_profile(phys, board):
     assert open_model(physics=phys, board=board).profile.name == board

@@ -3,7 +3,8 @@
 `ModelDevice` has pynq's `REGISTER_RW` capability: pynq's own `MMIO` turns every register access
 into `read_registers`/`write_registers`, which decode the address against overlay.toml and hand
 it to the block models; `default_memory.allocate` returns real `PynqBuffer`s that the DMA model
-writes into. Register it with `activate()` (sets `pynq.Device.active_device`).
+writes into; `get_bitfile_metadata` gives `pynq.Overlay` the IP dictionary from overlay.toml in
+place of a .hwh. Register it with `activate()` (sets `pynq.Device.active_device`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,26 @@ def default_physics(profile: BoardProfile) -> LinkPhysics:
     from fpga_bindings.model.link import LinkConfig, LinkModel
 
     return LinkModel(LinkConfig(board=profile.name))
+
+
+class ModelMetadata:
+    """What pynq's .hwh parser provides to `pynq.Overlay`, built from overlay.toml instead.
+
+    No interrupt controller, GPIO, hierarchy or memory entries: the drivers poll and the model's
+    memory is reached through `allocate`.
+    """
+
+    def __init__(self, overlay: OverlayMap):
+        self.ip_dict = overlay.ip_dict()
+        for entry in self.ip_dict.values():
+            del entry["device"]  # pynq adds the device itself (and deep-copies this dict)
+        self.gpio_dict: dict = {}
+        self.interrupt_controllers: dict = {}
+        self.interrupt_pins: dict = {}
+        self.hierarchy_dict: dict = {}
+        self.mem_dict: dict = {}
+        self.clock_dict: dict = {}
+        self.systemgraph = None
 
 
 class ModelDevice(pynq.Device):
@@ -92,6 +113,10 @@ class ModelDevice(pynq.Device):
 
     def invalidate(self, bo: Any, offset: int, ptr: int, size: int) -> None:
         """Cache maintenance is a no-op: model memory is coherent."""
+
+    def get_bitfile_metadata(self, bitfile_name: str) -> ModelMetadata:
+        """`pynq.Overlay(path, download=False, device=model)` reads the overlay from here."""
+        return ModelMetadata(self.overlay)
 
     def activate(self) -> ModelDevice:
         """Make this the device pynq uses when none is named (`pynq.Device.active_device`)."""

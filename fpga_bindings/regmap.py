@@ -144,6 +144,8 @@ class OverlayMap:
     def ip_dict(self, device: Any = None) -> dict[str, dict[str, Any]]:
         """pynq-style IP dictionary (as `pynq.Overlay` builds from a .hwh) of the mapped blocks.
 
+        `registers` is in pynq's form, so `ip.register_map` works (pynq has no W1C access type:
+        such fields show as read-write; the drivers' `RegisterIO` handles them safely).
         Interrupts are left empty: the model has no interrupt controller and the drivers poll.
         """
         out: dict[str, dict[str, Any]] = {}
@@ -153,10 +155,29 @@ class OverlayMap:
             out[blk.name] = {
                 "fullpath": blk.name, "type": blk.vlnv, "phys_addr": blk.base,
                 "addr_range": blk.range, "parameters": dict(blk.parameters),
-                "registers": {}, "interrupts": {}, "gpio": {}, "state": None, "mem_id": None,
+                "registers": _pynq_registers(blk), "interrupts": {}, "gpio": {},
+                "state": None, "mem_id": None,
                 "device": device,
             }
         return out
+
+
+_PYNQ_ACCESS = {"RW": "read-write", "RO": "read-only", "W1C": "read-write", "WO": "write-only"}
+
+
+def _pynq_registers(blk: IpBlock) -> dict[str, dict[str, Any]]:
+    """A block's registers in the form of pynq's ip_dict (from a .hwh)."""
+    out = {}
+    for reg in blk.registers.values():
+        kinds = {_PYNQ_ACCESS[f.access] for f in reg.fields.values()}
+        out[reg.name] = {
+            "address_offset": reg.offset, "size": 32, "description": reg.description,
+            "access": kinds.pop() if len(kinds) == 1 else "read-write",
+            "fields": {f.name: {"bit_offset": f.lsb, "bit_width": f.width,
+                                "access": _PYNQ_ACCESS[f.access],
+                                "description": f.description} for f in reg.fields.values()},
+        }
+    return out
 
 
 def _field(raw: dict[str, Any], where: str) -> Field:

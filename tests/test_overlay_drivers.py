@@ -53,6 +53,11 @@ def test_pynq_overlay_loads_the_model_unchanged(phys):
     assert ol.adc_capture.device is dev and ol.adc_capture.mmio.device is dev
     assert ol.ip_dict["dma_adc"]["type"] == "xilinx.com:ip:axi_dma:7.1"
     ol.board_info.check()
+    # pynq's register_map, generated from the same register descriptions
+    rm = ol.adc_capture.register_map
+    rm.N_SAMPLES = 1234
+    assert ol.adc_capture.io.get("N_SAMPLES") == 1234
+    assert int(ol.board_info.register_map.VERSION.MAJOR) == 1
 
 
 @pytest.mark.parametrize("board", ["zcu111", "zcu208"])

@@ -240,8 +240,9 @@ class AdcCaptureModel(RegisterBlock):
         try:
             for chunk in samples:
                 if chunk.dtype != np.int16 or chunk.shape[1:] != shape:
-                    raise TypeError(f"physics returned {chunk.dtype}{chunk.shape} for "
-                                    f"{settings.mode.name} capture (want int16 (k,{shape}))")
+                    want = "(k, 2)" if shape else "(k,)"
+                    raise TypeError(f"physics returned {chunk.dtype}{chunk.shape} for a "
+                                    f"{settings.mode.name} capture (want int16 {want})")
                 take = min(len(chunk), n - done)
                 data = np.ascontiguousarray(chunk[:take]).reshape(-1).view(np.uint8)
                 accepted = self.dma.s2mm_push(data, last=done + take == n)

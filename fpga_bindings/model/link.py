@@ -191,8 +191,6 @@ class LinkModel:
         scale = self.config.dac_fs_snu / DAC_CODE_FULL_SCALE
         field = (q[:, 0].astype(np.float32) + 1j * q[:, 1].astype(np.float32)) * scale
         field = field.astype(np.complex64)
-        if self._attack is not None:
-            field = self._attack.apply(field, cyclic)
         padded = pad(field, cyclic, HALF)
         self._player = _Player(field, np.ascontiguousarray(padded.real),
                                np.ascontiguousarray(padded.imag), bool(cyclic), self._now,
@@ -234,8 +232,9 @@ class LinkModel:
         return self._now
 
     def set_attack(self, attack) -> None:
-        """Install an attack on the channel (see `fpga_bindings.model.attacks`); applies to the
-        waveforms loaded from now on. None removes it."""
+        """Install an attack on the channel (see `fpga_bindings.model.attacks`): from the next
+        capture on, every capture sees a freshly attacked copy of the field at the channel
+        input (after the VOA). None removes it."""
         self._attack = attack
 
     def request_ground_truth(self, grid: SymbolGrid | None) -> None:
@@ -345,6 +344,12 @@ class LinkModel:
         if player is not None:
             u0 = (t_trig - c.delay_s - player.start_s) * fs_tx
             fr, fi, n_field, cyclic = player.fr, player.fi, len(player.field), player.cyclic
+            field = player.field
+            if self._attack is not None:  # Eve acts on the field at the channel input
+                a_voa = 10.0 ** (-self._frontend.voa_db / 20.0)
+                field = (self._attack.apply(field * a_voa, cyclic) / a_voa).astype(np.complex64)
+                padded = pad(field, cyclic, HALF)
+                fr, fi = np.ascontiguousarray(padded.real), np.ascontiguousarray(padded.imag)
         else:
             u0 = 0.0
             fr = fi = np.zeros(2 * HALF + 1, np.float32)
@@ -386,10 +391,10 @@ class LinkModel:
             self._now = t_trig + max(start + m, grid * (need - 1)) * dt
             yield out if ncol == 2 else out[:, 0]
         self._finish(plan, t_trig, u0, du, np.concatenate(psi_parts), clips,
-                     zrot_all if want_truth else None)
+                     zrot_all if want_truth else None, field if player is not None else None)
 
     def _finish(self, plan: dict, t_trig: float, u0: float, du: float, psi: np.ndarray,
-                clips: int, zrot: np.ndarray | None) -> None:
+                clips: int, zrot: np.ndarray | None, field: np.ndarray | None) -> None:
         c = self.config
         fe = self._frontend
         t_end = self._now
@@ -421,7 +426,7 @@ class LinkModel:
                 return vals[np.searchsorted(np.array(cuts), t, side="right")]
 
             genie = ideal_receiver(
-                grid=self._symbol_grid, field=self._player.field, cyclic=self._player.cyclic,
+                grid=self._symbol_grid, field=field, cyclic=self._player.cyclic,
                 zrot=zrot, u0=u0, du=du, psi_index=sample_index, psi=psi,
                 detection=c.detection, signal_gain=gain)
         self._truth = GroundTruth(

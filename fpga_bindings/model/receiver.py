@@ -76,10 +76,10 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
             x = re_gain * (a_re * c_re - a_im * c_im) + sigma * w0
             clipped = False
             xq = math.floor(x / qstep + 0.5) * qstep
-            if xq > top:
+            if xq >= top:  # at or beyond full scale counts, as the clip counter does
                 xq = top
                 clipped = True
-            elif xq < bottom:
+            elif xq <= bottom:
                 xq = bottom
                 clipped = True
             out[j, 0] = np.int16(xq)
@@ -87,10 +87,10 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
                 w1 = noise[j, 1]
                 y = (a_re * c_im + a_im * c_re) + sigma * w1
                 yq = math.floor(y + 0.5)
-                if yq > top:
+                if yq >= top:
                     yq = top
                     clipped = True
-                elif yq < bottom:
+                elif yq <= bottom:
                     yq = bottom
                     clipped = True
                 out[j, 1] = np.int16(yq)

@@ -9,7 +9,7 @@
  * (row-by-row, "serial C"; Hocevar, SiPS 2004): t_j = L_v - r_old, then L_v = t_j + r_new.
  *
  * phi is evaluated branch-free in float32 from e^-x = 2^k (1 + p(r)) (Cody-Waite reduction,
- * degree-7 Taylor expm1 on |r| <= ln2/2): for e^-x < 1/3, phi = 2 atanh(e^-x); otherwise
+ * degree-7 Taylor expm1 on |r| <= ln2/2): for e^-x <= 1/3, phi = 2 atanh(e^-x); otherwise
  * phi = ln((2 + w)/(-w)) with w = expm1(-x), the exponent split off exactly and the rest by
  * 2 atanh(s), |s| < 1/3 (odd series to s^13). Measured accuracy: tests/test_ldpc_decoder.py
  * and docs/performance.md. Arguments are clamped to [PHI_LO, PHI_HI] = [phi(40), 40], which

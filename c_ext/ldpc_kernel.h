@@ -26,10 +26,17 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 
 ALWAYS v8f vsel(v8i mask, v8f a, v8f b) { return (v8f)(((v8i)a & mask) | ((v8i)b & ~mask)); }
 
+/* All-ones lanes where a <= b (sign of a - b; finite arguments). Integer shifts and float
+ * subtraction split cleanly into SSE/NEON halves, where 256-bit float compares and float/int
+ * conversions would be lowered lane by lane. */
+ALWAYS v8i vle(v8f a, v8f b) { return (v8i)(a - b) >> 31; }
+
 ALWAYS v8f vclamp(v8f x) {
-    x = vsel(x < VF(PHI_LO), VF(PHI_LO), x);
-    return vsel(x > VF(PHI_HI), VF(PHI_HI), x);
+    x = vsel(vle(x, VF(PHI_LO)), VF(PHI_LO), x);
+    return vsel(vle(VF(PHI_HI), x), VF(PHI_HI), x);
 }
+
+#define MAGIC 12582912.0f /* 1.5 * 2^23: x + MAGIC rounds x to an integer held in the low bits */
 
 /* phi(x) = -ln tanh(x/2) for x in [PHI_LO, PHI_HI], on NP independent vectors at once: the
  * statements of the NP evaluations are interleaved so that the out-of-order core overlaps
@@ -40,12 +47,14 @@ ALWAYS v8f vclamp(v8f x) {
         stmt;                                                                                  \
     }
 ALWAYS void vphi_n(v8f *x) {
-    v8f kf[NP], r[NP], p[NP], tk[NP], u[NP], w[NP], nn[NP], d1[NP], s[NP], e[NP], s2[NP], q[NP];
+    v8f kr[NP], kf[NP], r[NP], p[NP], tk[NP], u[NP], w[NP], nn[NP], d1[NP], s[NP], e[NP];
+    v8f s2[NP], q[NP];
     v8i db[NP], sm[NP];
     /* e^-x = 2^k (1 + p), expm1(-x) = 2^k p + (2^k - 1), k = round(-x / ln 2) */
-    EACH(kf[i] = (-x[i] * VF(1.44269504f) + VF(12582912.0f)) - VF(12582912.0f))
+    EACH(kr[i] = -x[i] * VF(1.44269504f) + VF(MAGIC))
+    EACH(kf[i] = kr[i] - VF(MAGIC))
     EACH(r[i] = (-x[i] - kf[i] * VF(0.693145751953125f)) - kf[i] * VF(1.4286068e-06f))
-    EACH(tk[i] = (v8f)((__builtin_convertvector(kf[i], v8i) + VI(127)) << 23))
+    EACH(tk[i] = (v8f)(((v8i)kr[i] - (v8i)VF(MAGIC) + VI(127)) << 23))
     EACH(p[i] = VF(1.0f / 720) + r[i] * VF(1.0f / 5040))
     EACH(p[i] = VF(1.0f / 120) + r[i] * p[i])
     EACH(p[i] = VF(1.0f / 24) + r[i] * p[i])
@@ -55,14 +64,14 @@ ALWAYS void vphi_n(v8f *x) {
     EACH(p[i] = r[i] * p[i])
     EACH(u[i] = tk[i] + tk[i] * p[i])
     EACH(w[i] = tk[i] * p[i] + (tk[i] - VF(1.0f)))
-    /* e^-x < 1/3: phi = 2 atanh(e^-x); else (2 + w)/(-w) = 2^e nn / d1, nn = 2 + w in [4/3, 2) */
+    /* e^-x <= 1/3: phi = 2 atanh(e^-x); else (2 + w)/(-w) = 2^e nn / d1, nn = 2 + w in [4/3, 2) */
     EACH(nn[i] = VF(2.0f) + w[i])
     EACH(db[i] = (v8i)(-w[i]))
     EACH(d1[i] = (v8f)((db[i] & VI(0x7fffff)) | VI(0x3f800000)))
-    EACH(sm[i] = u[i] < VF(1.0f / 3))
+    EACH(sm[i] = vle(u[i], VF(1.0f / 3)))
     EACH(s[i] = vsel(sm[i], u[i], nn[i] - d1[i]) / vsel(sm[i], VF(1.0f), nn[i] + d1[i]))
     EACH(e[i] = vsel(sm[i], VF(0.0f),
-                     __builtin_convertvector(VI(127) - ((db[i] >> 23) & VI(0xff)), v8f)))
+                     (v8f)((v8i)VF(MAGIC) + VI(127) - ((db[i] >> 23) & VI(0xff))) - VF(MAGIC)))
     /* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13), |s| < 1/3 */
     EACH(s2[i] = s[i] * s[i])
     EACH(q[i] = VF(2.0f / 11) + s2[i] * VF(2.0f / 13))

@@ -20,7 +20,7 @@
  *   multiplication in GF(2)[x]", ANTS VIII (2008), section 2).
  *
  * Memory: the x block (k words), the seed window (2k), the output (ceil(mw / k) k) and the
- * Karatsuba scratch (< 4k); no global state, no static buffers: thread-safe and reentrant.
+ * Karatsuba scratch (< 3k); no global state, no static buffers: thread-safe and reentrant.
  */
 #include "pa_toeplitz.h"
 
@@ -33,8 +33,6 @@
 #endif
 
 #define PA_BASE_MAX 32
-
-typedef void (*base_fn)(const uint64_t *sp, const uint64_t *x, uint64_t *r, uint64_t k);
 
 /* ---------------------------------------------------------------- bit loading */
 
@@ -148,14 +146,16 @@ __attribute__((target("pclmul,sse4.1"))) static void base_pclmul(const uint64_t 
 }
 
 /* AVX-512 VPCLMULQDQ: eight products per J from one 512-bit load of sp[p0 - j .. p0 - j + 7]
- * and a broadcast x[j]: even lanes give acc[p0], acc[p0 + 2], ...; odd lanes acc[p0 + 1], ... */
-__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1"))) static void base_vpclmul(
+ * and a broadcast x[j]: even lanes give acc[p0], acc[p0 + 2], ...; odd lanes acc[p0 + 1], ...
+ * The load is masked to the P < k of the group, so nothing outside the window is read. */
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1"))) static inline void base_vpclmul(
     const uint64_t *sp, const uint64_t *x, uint64_t *r, uint64_t k) {
-    int64_t p0 = -1;
-    for (; p0 + 7 <= (int64_t)k - 1; p0 += 8) {
+    for (int64_t p0 = -1; p0 < (int64_t)k; p0 += 8) {
+        int64_t valid = (int64_t)k - p0; /* P = p0 + q exists for q < valid */
+        __mmask8 mask = valid >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << valid) - 1);
         __m512i ae = _mm512_setzero_si512(), ao = _mm512_setzero_si512();
         for (uint64_t j = 0; j < k; j++) {
-            __m512i sv = _mm512_loadu_si512((const void *)(sp + p0 - (int64_t)j));
+            __m512i sv = _mm512_maskz_loadu_epi64(mask, (const void *)(sp + p0 - (int64_t)j));
             __m512i xv = _mm512_set1_epi64((long long)x[j]);
             ae = _mm512_xor_si512(ae, _mm512_clmulepi64_epi128(sv, xv, 0x00));
             ao = _mm512_xor_si512(ao, _mm512_clmulepi64_epi128(sv, xv, 0x01));
@@ -163,22 +163,12 @@ __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1"))) static void base_vpc
         uint64_t e[8], o[8];
         _mm512_storeu_si512((void *)e, ae);
         _mm512_storeu_si512((void *)o, ao);
-        for (int l = 0; l < 4; l++) {
-            int64_t p = p0 + 2 * l; /* acc[p] = (e[2l], e[2l+1]); acc[p+1] = (o[2l], o[2l+1]) */
-            if (p >= 0) r[p] ^= e[2 * l];
-            r[p + 1] ^= e[2 * l + 1] ^ o[2 * l];
+        for (int l = 0; l < 4; l++) { /* acc[p] = (e[2l], e[2l+1]), acc[p+1] = (o[2l], o[2l+1]) */
+            int64_t p = p0 + 2 * l;
+            if (p >= 0 && p < (int64_t)k) r[p] ^= e[2 * l];
+            if (p + 1 < (int64_t)k) r[p + 1] ^= e[2 * l + 1] ^ o[2 * l];
             if (p + 2 < (int64_t)k) r[p + 2] ^= o[2 * l + 1];
         }
-    }
-    for (int64_t p = p0; p < (int64_t)k; p++) {
-        __m128i acc = _mm_setzero_si128();
-        for (uint64_t j = 0; j < k; j++) {
-            __m128i sv = _mm_loadl_epi64((const __m128i *)(sp + p - (int64_t)j));
-            __m128i xv = _mm_loadl_epi64((const __m128i *)(x + j));
-            acc = _mm_xor_si128(acc, _mm_clmulepi64_si128(sv, xv, 0x00));
-        }
-        if (p >= 0) r[p] ^= (uint64_t)_mm_cvtsi128_si64(acc);
-        if (p + 1 < (int64_t)k) r[p + 1] ^= (uint64_t)_mm_extract_epi64(acc, 1);
     }
 }
 
@@ -209,30 +199,44 @@ int pa_impl_available(int impl) {
 
 /* ---------------------------------------------------------------- Karatsuba TMVP */
 
-static inline void xor_into(uint64_t *dst, const uint64_t *src, uint64_t n) {
+static void xor_into(uint64_t *dst, const uint64_t *src, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) dst[i] ^= src[i];
 }
 
-/* r[0..k) ^= T(sp) x, k = b 2^L; scratch: 2k words. */
-static void tmvp(const uint64_t *sp, const uint64_t *x, uint64_t *r, uint64_t k, uint64_t b,
-                 base_fn base, uint64_t *scratch) {
-    if (k <= b) {
-        base(sp, x, r, k);
-        return;
+/* r[0..k) ^= T(sp) x, k = b 2^L; scratch: < 3k words. One copy per kernel (the macro below), so
+ * the base case inlines and the xor loops are compiled for the kernel's instruction set.
+ * P0 is added to both halves without a temporary: r0 ^= r1; r1 += P0; r0 ^= r1. */
+#define PA_DEFINE_TMVP(NAME, BASE, ATTR)                                                          \
+    ATTR static void NAME(const uint64_t *sp, const uint64_t *x, uint64_t *r, uint64_t k,        \
+                          uint64_t b, uint64_t *scratch) {                                        \
+        if (k <= b) {                                                                             \
+            BASE(sp, x, r, k);                                                                    \
+            return;                                                                               \
+        }                                                                                         \
+        uint64_t h = k / 2;                                                                       \
+        int64_t hs = (int64_t)h;                                                                  \
+        uint64_t *xs = scratch, *ss = scratch + h, *next = scratch + 3 * h;                       \
+        const uint64_t *x0 = x, *x1 = x + h;                                                      \
+        uint64_t *r0 = r, *r1 = r + h;                                                            \
+        for (uint64_t i = 0; i < h; i++) xs[i] = x0[i] ^ x1[i];                                   \
+        for (uint64_t i = 0; i < h; i++) r0[i] ^= r1[i];                                          \
+        NAME(sp, xs, r1, h, b, next); /* P0 = T1 (x0 + x1) */                                     \
+        for (uint64_t i = 0; i < h; i++) r0[i] ^= r1[i];                                          \
+        for (int64_t a = -hs; a < hs; a++) ss[h + a] = sp[a - hs] ^ sp[a];                        \
+        NAME(ss + h, x1, r0, h, b, next); /* r0 += (T0 + T1) x1 */                                \
+        for (int64_t a = -hs; a < hs; a++) ss[h + a] = sp[a + hs] ^ sp[a];                        \
+        NAME(ss + h, x0, r1, h, b, next); /* r1 += (T2 + T1) x0 */                                \
     }
-    uint64_t h = k / 2;
-    uint64_t *xs = scratch, *ss = scratch + h, *p = scratch + 3 * h, *next = scratch + 4 * h;
-    const uint64_t *x0 = x, *x1 = x + h;
-    for (uint64_t i = 0; i < h; i++) xs[i] = x0[i] ^ x1[i];
-    memset(p, 0, h * sizeof *p);
-    tmvp(sp, xs, p, h, b, base, next); /* P0 = T1 (x0 + x1) */
-    xor_into(r, p, h);
-    xor_into(r + h, p, h);
-    for (int64_t a = -(int64_t)h; a < (int64_t)h; a++) ss[h + a] = sp[a - (int64_t)h] ^ sp[a];
-    tmvp(ss + h, x1, r, h, b, base, next); /* r0 += (T0 + T1) x1 */
-    for (int64_t a = -(int64_t)h; a < (int64_t)h; a++) ss[h + a] = sp[a + (int64_t)h] ^ sp[a];
-    tmvp(ss + h, x0, r + h, h, b, base, next); /* r1 += (T2 + T1) x0 */
-}
+
+typedef void (*tmvp_fn)(const uint64_t *sp, const uint64_t *x, uint64_t *r, uint64_t k,
+                        uint64_t b, uint64_t *scratch);
+
+PA_DEFINE_TMVP(tmvp_portable, base_portable, )
+#ifdef PA_X86
+PA_DEFINE_TMVP(tmvp_pclmul, base_pclmul, __attribute__((target("pclmul,sse4.1"))))
+PA_DEFINE_TMVP(tmvp_vpclmul, base_vpclmul,
+               __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1"))))
+#endif
 
 /* ---------------------------------------------------------------- tiling plan */
 
@@ -249,9 +253,11 @@ typedef struct {
     double c_mul, c_call, c_lvl;
 } cost_t;
 
-static double block_cost(uint64_t b, uint64_t k, const cost_t *c) {
-    if (k <= b) return c->c_call + c->c_mul * (double)b * (double)(b + 1);
-    return 3.0 * block_cost(b, k / 2, c) + c->c_lvl * (double)k;
+static double block_cost(uint64_t b, uint64_t k, const cost_t *c, int impl) {
+    if (k > b) return 3.0 * block_cost(b, k / 2, c, impl) + c->c_lvl * (double)k;
+    /* the AVX-512 kernel computes the b + 1 accumulators in groups of 8 */
+    double rows = impl == PA_IMPL_VPCLMUL ? 8.0 * (double)((b + 8) / 8) : (double)(b + 1);
+    return c->c_call + c->c_mul * (double)b * rows;
 }
 
 static plan_t make_plan(uint64_t mw, uint64_t nw, uint64_t block_words, uint64_t base_words,
@@ -270,7 +276,7 @@ static plan_t make_plan(uint64_t mw, uint64_t nw, uint64_t block_words, uint64_t
         for (uint64_t k = b; k <= kmax; k *= 2) {
             if (block_words && k != block_words) continue;
             uint64_t rows = ceil_div(mw, k), cols = ceil_div(nw, k);
-            double cost = (double)rows * (double)cols * block_cost(b, k, c);
+            double cost = (double)rows * (double)cols * block_cost(b, k, c, impl);
             if (best.k == 0 || cost < best_cost) {
                 best = (plan_t){k, b, rows, cols};
                 best_cost = cost;
@@ -287,8 +293,8 @@ static int resolve_impl(int impl) {
 }
 
 static uint64_t plan_words(const plan_t *pl) {
-    /* x block (k) + seed window (2k) + output (rows k) + Karatsuba scratch (< 4k) */
-    return pl->k + 2 * pl->k + pl->rows * pl->k + 4 * pl->k;
+    /* x block (k) + seed window (2k) + output (rows k) + Karatsuba scratch (< 3k) */
+    return pl->k + 2 * pl->k + pl->rows * pl->k + 3 * pl->k;
 }
 
 /* ---------------------------------------------------------------- drivers */
@@ -302,10 +308,10 @@ static int toeplitz_run(const uint8_t *x, uint64_t nx, uint64_t ncols, const uin
         return PA_ERR_ARG;
     impl = resolve_impl(impl);
     if (impl < 0) return PA_ERR_ARG;
-    base_fn base = base_portable;
+    tmvp_fn tmvp = tmvp_portable;
 #ifdef PA_X86
-    if (impl == PA_IMPL_PCLMUL) base = base_pclmul;
-    if (impl == PA_IMPL_VPCLMUL) base = base_vpclmul;
+    if (impl == PA_IMPL_PCLMUL) tmvp = tmvp_pclmul;
+    if (impl == PA_IMPL_VPCLMUL) tmvp = tmvp_vpclmul;
 #endif
     uint64_t mw = ceil_div(m, 64), nw = ceil_div(ncols, 64);
     plan_t pl = make_plan(mw, nw ? nw : 1, block_words, base_words, impl);
@@ -323,7 +329,7 @@ static int toeplitz_run(const uint8_t *x, uint64_t nx, uint64_t ncols, const uin
             for (uint64_t q = 0; q < pl.rows; q++) {
                 int64_t a0 = (int64_t)nw + (int64_t)(q * k) - (int64_t)(c * k) - (int64_t)k;
                 load_bits(seed, seed_bits, 64 * a0 - d, sw, 2 * k);
-                tmvp(sw + k, xb, racc + q * k, k, pl.b, base, scratch);
+                tmvp(sw + k, xb, racc + q * k, k, pl.b, scratch);
             }
         }
     }

@@ -20,7 +20,15 @@
  * is disabled except in the AVX2+FMA build (ldpc_decoder_fma.c), so the portable and AVX2
  * paths give bit-identical results; each path is deterministic. Lanes never interact,
  * and a frame's output is frozen at the first iteration its syndrome matches, so the result
- * of a frame does not depend on its batch-mates, on the thread count or on the SIMD path.
+ * of a frame does not depend on its batch-mates or on the thread count.
+ *
+ * Graph preparation (reconcile/ldpc_decoder.py): shortened variables are removed; a degree-one
+ * variable is folded into its check as a constant prior (its bit is solved from the check's
+ * parity at the end, and that check needs no termination test); a check left with a single
+ * variable sends a constant message, added once before the first pass; a check whose folded
+ * variable is punctured sends only zero messages and is skipped. Early termination: after
+ * every pass the hard decisions are tested against the target syndrome (all checks without a
+ * folded variable); the test stops at the first failing check once every pending lane fails.
  */
 #include "ldpc_decoder.h"
 

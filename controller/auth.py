@@ -249,8 +249,10 @@ class KeyPool:
             raise PoolError(f"receive key {seq} already consumed")
         if seq + count > self._capacity(self._recv_dir):
             raise PoolExhausted(
-                f"authentication key pool exhausted for {self.role.peer.value}'s sending "
-                "direction; refill it from distilled key or install a new pre-shared key file"
+                f"no authentication key for {self.role.peer.value}'s frame {seq}: pool "
+                f"exhausted at {self._capacity(self._recv_dir)} keys for that direction (or the "
+                "peer's pool holds refills this end lacks); refill it from distilled key or "
+                "install a new pre-shared key file"
             )
         slots = [self._slot(self._recv_dir, n) for n in range(seq, seq + count)]
         rows = dict(self._conn.execute(

@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -360,3 +360,31 @@ async def accept(
     await channel._respond(versions)
     return channel
 
+
+
+async def serve(
+    host: str,
+    port: int,
+    pool: KeyPool,
+    handler: Callable[[Channel], Awaitable[None]],
+    *,
+    versions: tuple[int, ...] = PROTOCOL_VERSIONS,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+) -> asyncio.Server:
+    """Listen on host:port; each connection runs the responder handshake, then
+    `handler(channel)`. Sessions run one at a time: a pool serves one session at once."""
+    lock = asyncio.Lock()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with lock:
+            try:
+                channel = await accept(reader, writer, pool, versions=versions, timeout=timeout,
+                                       max_payload=max_payload)
+                await handler(channel)
+            except ChannelError:
+                pass  # already logged by the channel
+            finally:
+                writer.close()
+
+    return await asyncio.start_server(on_connect, host, port)

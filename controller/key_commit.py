@@ -30,17 +30,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.auth import mac_tag
+from controller.auth import KeyPool, mac_tag
 from controller.channel import Channel
 from controller.framing import MsgType
 from controller.keystore import (
     ABORTED,
+    APP,
+    AUTH,
     COMMITTED,
     COORDINATOR,
     PARTICIPANT,
     PREPARED,
+    READY,
     KeyStore,
 )
+from controller.psk import ONE_TIME_KEY_BYTES
 
 _STATUS_CODES = {None: 0, PREPARED: 1, COMMITTED: 2, ABORTED: 3}
 
@@ -81,17 +85,30 @@ def _batch_field(msg_fields: dict, expected: str | None = None) -> str:
 
 
 async def commit_keys(
-    channel: Channel, store: KeyStore, materials: Sequence[bytes], *, link_id: str, peer_id: str
+    channel: Channel,
+    store: KeyStore,
+    materials: Sequence[bytes],
+    *,
+    link_id: str,
+    peer_id: str,
+    purpose: str = APP,
 ) -> list[str]:
-    """Coordinator side: store, prepare, commit. Returns the new key UUIDs."""
+    """Coordinator side: store, prepare, commit. Returns the new key UUIDs.
+
+    purpose=AUTH dedicates the batch to refilling the authentication key pool
+    (`refill_pool`); its keys are never delivered to applications."""
+    if purpose == AUTH and any(len(m) % ONE_TIME_KEY_BYTES for m in materials):
+        raise ValueError(f"authentication keys must be multiples of {ONE_TIME_KEY_BYTES} bytes")
     batch_id = str(uuid.uuid4())
     keys = [(str(uuid.uuid4()), bytes(m), 8 * len(m)) for m in materials]
-    store.add_batch(batch_id, keys, link_id=link_id, peer_id=peer_id, role=COORDINATOR)
+    store.add_batch(batch_id, keys, link_id=link_id, peer_id=peer_id, role=COORDINATOR,
+                    purpose=purpose)
     await channel.send(MsgType.KEY_PREPARE, lambda otk: {
         "batch": _pack_ids([batch_id]),
         "ids": _pack_ids([k[0] for k in keys]),
         "sizes": np.array([k[2] for k in keys], dtype=np.uint32),
         "link": link_id,
+        "purpose": purpose,
         "digest": batch_digest(otk[0], batch_id, keys),
     }, app_keys=1)
     ack = await channel.recv(MsgType.KEY_PREPARE_ACK)
@@ -109,7 +126,13 @@ async def commit_keys(
 
 
 async def accept_commit(
-    channel: Channel, store: KeyStore, materials: Sequence[bytes], *, link_id: str, peer_id: str
+    channel: Channel,
+    store: KeyStore,
+    materials: Sequence[bytes],
+    *,
+    link_id: str,
+    peer_id: str,
+    purpose: str = APP,
 ) -> list[str]:
     """Participant side: check the digest against local material, store, commit."""
     msg = await channel.recv(MsgType.KEY_PREPARE)
@@ -119,6 +142,8 @@ async def accept_commit(
     reason = None
     if msg.fields.get("link") != link_id:
         reason = "link ID differs"
+    elif msg.fields.get("purpose") != purpose:
+        reason = "key purpose differs"
     elif not isinstance(sizes, np.ndarray) or sizes.dtype != np.uint32 or \
             len(sizes) != len(ids) or len(ids) != len(materials):
         reason = "number of keys differs"
@@ -133,7 +158,8 @@ async def accept_commit(
         await channel.send(MsgType.KEY_PREPARE_ACK, {"batch": _pack_ids([batch_id]), "ok": 0,
                                                      "reason": reason})
         raise CommitError(f"batch {batch_id} refused: {reason}")
-    store.add_batch(batch_id, keys, link_id=link_id, peer_id=peer_id, role=PARTICIPANT)
+    store.add_batch(batch_id, keys, link_id=link_id, peer_id=peer_id, role=PARTICIPANT,
+                    purpose=purpose)
     await channel.send(MsgType.KEY_PREPARE_ACK, {"batch": _pack_ids([batch_id]), "ok": 1})
     commit = await channel.recv(MsgType.KEY_COMMIT)
     _batch_field(commit.fields, batch_id)
@@ -197,3 +223,27 @@ async def recover_participant(channel: Channel, store: KeyStore) -> RecoveryRepo
             store.abort_batch(batch_id)
     await channel.send(MsgType.KEY_RECOVER_ACK, {})
     return RecoveryReport(commit, abort)
+
+
+def refill_pool(pool: KeyPool, store: KeyStore) -> int:
+    """Move committed authentication batches into the key pool; returns one-time keys added.
+
+    Both ends add the same keys in the same order: batches in commit-protocol order, stopping
+    at the first batch that is not yet settled at both ends (prepared, or committed at Alice
+    but not yet acknowledged by Bob), so neither end appends a batch the other may lack before
+    an earlier one. Each key is appended with its UUID as the refill source (idempotent) and
+    only then marked delivered and overwritten, so a crash in between is repaired by the next
+    call and the key is never also delivered to an application.
+    """
+    added = 0
+    for batch_id in store.batches(purpose=AUTH):
+        batch = store.batch(batch_id)
+        if batch.status == ABORTED:
+            continue
+        if batch.status == PREPARED or (batch.role == COORDINATOR and not batch.peer_acked):
+            break
+        for rec in store.batch_keys(batch_id):
+            if rec.state == READY:
+                added += pool.refill(store.material(rec.key_id), source=rec.key_id)
+                store.consume_auth_key(rec.key_id)
+    return added

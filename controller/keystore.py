@@ -45,6 +45,7 @@ PENDING, READY, DELIVERED, ERASED = "pending", "ready", "delivered", "erased"
 STATES = (PENDING, READY, DELIVERED, ERASED)
 PREPARED, COMMITTED, ABORTED = "prepared", "committed", "aborted"
 COORDINATOR, PARTICIPANT = "coordinator", "participant"
+APP, AUTH = "app", "auth"  # batch purpose: keys for applications / for the channel's key pool
 
 _CHECK_PLAINTEXT = b"cvqkd key store device key check"
 
@@ -102,6 +103,7 @@ class BatchRecord:
     role: str
     status: str
     peer_acked: bool
+    purpose: str
     n_keys: int
 
 
@@ -139,6 +141,7 @@ CREATE TABLE batches(
     role TEXT NOT NULL CHECK (role IN ('{COORDINATOR}', '{PARTICIPANT}')),
     status TEXT NOT NULL CHECK (status IN ('{PREPARED}', '{COMMITTED}', '{ABORTED}')),
     peer_acked INTEGER NOT NULL DEFAULT 0,
+    purpose TEXT NOT NULL DEFAULT '{APP}' CHECK (purpose IN ('{APP}', '{AUTH}')),
     created REAL NOT NULL,
     updated REAL NOT NULL);
 CREATE TABLE keys(
@@ -264,6 +267,7 @@ class KeyStore:
         peer_id: str,
         role: str,
         status: str = PREPARED,
+        purpose: str = APP,
     ) -> None:
         """Store (key UUID, material, size in bits) triples as one batch in ONE transaction.
 
@@ -274,6 +278,8 @@ class KeyStore:
             raise ValueError(f"a new batch is {PREPARED} or {COMMITTED}, not {status}")
         if role not in (COORDINATOR, PARTICIPANT):
             raise ValueError(f"unknown batch role {role!r}")
+        if purpose not in (APP, AUTH):
+            raise ValueError(f"unknown batch purpose {purpose!r}")
         state = PENDING if status == PREPARED else READY
         now = time.time()
         rows = []
@@ -288,8 +294,8 @@ class KeyStore:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("INSERT INTO batches(id, role, status, created, updated) "
-                         "VALUES (?, ?, ?, ?, ?)", (batch_id, role, status, now, now))
+            conn.execute("INSERT INTO batches(id, role, status, purpose, created, updated) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (batch_id, role, status, purpose, now, now))
             conn.executemany("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
@@ -354,11 +360,20 @@ class KeyStore:
         batch = self.batch(rec.batch_id)
         if rec.state != READY:
             raise InvalidState(f"key {key_id} is {rec.state}, not ready")
+        if batch.purpose != APP:
+            raise InvalidState(f"key {key_id} is reserved for channel authentication")
         if batch.role == COORDINATOR and not batch.peer_acked:
             raise InvalidState(f"key {key_id}: peer has not yet confirmed the commit")
         material = self.material(key_id)
         self._finish(key_id, DELIVERED)
         return material
+
+    def consume_auth_key(self, key_id: str) -> None:
+        """Mark a ready key of an authentication batch delivered (to the key pool) and
+        overwrite its material; see controller.key_commit.refill_pool."""
+        if self.batch(self.record(key_id).batch_id).purpose != AUTH:
+            raise InvalidState(f"key {key_id} is not an authentication key")
+        self._finish(key_id, DELIVERED)
 
     def _finish(self, key_id: str, state: str) -> None:
         conn = self._conn
@@ -420,12 +435,12 @@ class KeyStore:
 
     def batch(self, batch_id: str) -> BatchRecord:
         row = self._conn.execute(
-            "SELECT b.id, b.role, b.status, b.peer_acked, COUNT(k.id) FROM batches b "
+            "SELECT b.id, b.role, b.status, b.peer_acked, b.purpose, COUNT(k.id) FROM batches b "
             "LEFT JOIN keys k ON k.batch = b.id WHERE b.id = ? GROUP BY b.id",
             (batch_id,)).fetchone()
         if row is None:
             raise KeyNotFound(f"batch {batch_id} not in this store")
-        return BatchRecord(row[0], row[1], row[2], bool(row[3]), row[4])
+        return BatchRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
 
     def batch_status(self, batch_id: str) -> str | None:
         row = self._conn.execute("SELECT status FROM batches WHERE id = ?",
@@ -433,10 +448,13 @@ class KeyStore:
         return None if row is None else row[0]
 
     def batches(self, status: str | None = None, *, role: str | None = None,
-                unacked_only: bool = False) -> list[str]:
-        """Batch IDs in insertion order, optionally filtered."""
+                purpose: str | None = None, unacked_only: bool = False) -> list[str]:
+        """Batch IDs in insertion (= commit protocol) order, optionally filtered."""
         sql = "SELECT id FROM batches WHERE 1"
         args: list[object] = []
+        if purpose is not None:
+            sql += " AND purpose = ?"
+            args.append(purpose)
         if status is not None:
             sql += " AND status = ?"
             args.append(status)

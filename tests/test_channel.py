@@ -24,6 +24,7 @@ from controller.channel import (
     MalformedFrame,
     ProtocolError,
     SequenceError,
+    connect,
 )
 from controller.framing import MsgType, pack_header
 
@@ -256,3 +257,32 @@ def test_fuzz_channel_receive_only_raises_channel_errors(fuzz_pool, data):
 
 async def _no_shutdown():
     return None
+
+
+def test_serve_runs_sessions_one_after_another(pools):
+    """`serve` handles consecutive client sessions on one pool."""
+    from controller.channel import serve
+
+    seen: list[int] = []
+
+    async def handler(ch: Channel):
+        msg = await ch.recv(MsgType.DATA)
+        seen.append(int(msg.fields["i"]))
+        await ch.send(MsgType.DATA, {"i": msg.fields["i"] + 100})
+
+    async def main():
+        with KeyPool.open(pools[1]) as pool_b, KeyPool.open(pools[0]) as pool_a:
+            server = await serve("127.0.0.1", 0, pool_b, handler, timeout=5)
+            port = server.sockets[0].getsockname()[1]
+            replies = []
+            for i in range(3):
+                ch = await connect("127.0.0.1", port, pool_a, timeout=5)
+                await ch.send(MsgType.DATA, {"i": i})
+                replies.append((await ch.recv(MsgType.DATA)).fields["i"])
+                await ch.close()
+            server.close()
+            await server.wait_closed()
+            return replies
+
+    assert asyncio.run(main()) == [100, 101, 102]
+    assert seen == [0, 1, 2]

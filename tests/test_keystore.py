@@ -11,6 +11,7 @@ import uuid
 import pytest
 from channel_util import make_pool_pair, run
 
+from controller.auth import KeyPool
 from controller.channel import Channel, ChannelError
 from controller.key_commit import (
     CommitError,
@@ -18,9 +19,11 @@ from controller.key_commit import (
     commit_keys,
     recover_coordinator,
     recover_participant,
+    refill_pool,
 )
 from controller.keystore import (
     ABORTED,
+    AUTH,
     COMMITTED,
     COORDINATOR,
     DELIVERED,
@@ -324,3 +327,57 @@ def test_recovery_table(link, a_status, b_status, outcome):
         assert sb.batch_status(bid) in ((outcome,) if b_status else (None,))
         assert sa.batches(PREPARED) == sb.batches(PREPARED) == []
 
+
+
+def test_authentication_batch_refills_both_pools_identically(link):
+    """purpose=AUTH batches go into the key pool at both ends, in the same order, once."""
+    d, pa, pb = link
+    mats = [os.urandom(64) for _ in range(3)]  # 3 keys of 2 one-time keys each
+
+    async def alice(ch):
+        with _open(d, "a") as s:
+            ids = await commit_keys(ch, s, mats, link_id="L1", peer_id="bob", purpose=AUTH)
+        await ch.close()
+        return ids
+
+    async def bob(ch):
+        with _open(d, "b") as s:
+            return await accept_commit(ch, s, mats, link_id="L1", peer_id="alice",
+                                       purpose=AUTH)
+
+    ids, _ = run(pa, pb, alice, bob)
+    with _open(d, "a") as sa, _open(d, "b") as sb, KeyPool.open(pa) as pool_a, \
+            KeyPool.open(pb) as pool_b:
+        with pytest.raises(InvalidState, match="reserved for channel authentication"):
+            sa.deliver(ids[0])
+        # Crash simulation at Bob: the first key reached the pool, its erasure did not.
+        pool_b.refill(sb.material(ids[0]), source=ids[0])
+        assert refill_pool(pool_a, sa) == 6
+        assert refill_pool(pool_b, sb) == 4  # the first key is not appended twice
+        assert refill_pool(pool_a, sa) == refill_pool(pool_b, sb) == 0
+        assert {r.state for r in sa.list_keys() + sb.list_keys()} == {DELIVERED}
+        total = pool_a.total_slots
+        assert total == pool_b.total_slots == 512 + 6
+        # Alice's frames that use refilled slots verify with Bob's keys.
+        first_refill_seq = 256  # slots 512.. belong to frame 256.. of each direction
+        pool_a._send_next = pool_a._send_reserved = first_refill_seq
+        pool_a._reserved.clear()
+        seq, keys = pool_a.take_send(3)
+        assert keys == pool_b.recv_keys(seq, 3)
+        assert keys[0] == mats[0][:32] and keys[1] == mats[1][:32]  # slots 512, 514
+
+
+def test_refill_waits_for_settled_batches(link):
+    d, pa, _ = link
+    with _open(d, "a") as sa, KeyPool.open(pa) as pool:
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        sa.add_batch(first, _keys(1), link_id="L", peer_id="bob", role=COORDINATOR,
+                     purpose=AUTH)
+        sa.add_batch(second, _keys(1), link_id="L", peer_id="bob", role=COORDINATOR,
+                     purpose=AUTH, status=COMMITTED)
+        sa.mark_peer_acked([second])
+        assert refill_pool(pool, sa) == 0  # `first` still prepared: nothing may overtake it
+        sa.commit_batch(first)
+        assert refill_pool(pool, sa) == 0  # committed but Bob's ack not yet recorded
+        sa.mark_peer_acked([first])
+        assert refill_pool(pool, sa) == 2

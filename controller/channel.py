@@ -181,7 +181,8 @@ class Channel:
             await self._shutdown()
             raise ChannelClosed("peer closed the session")
         if msg.msg_type == MsgType.ABORT:
-            await self._abort(ChannelClosed(f"peer aborted: {msg.fields.get('reason', '?')}"))
+            reason = str(msg.fields.get("reason", "?"))[:200]
+            await self._abort(ChannelClosed(f"peer aborted: {reason!r}"))
         if expect is not None:
             allowed = {expect} if isinstance(expect, MsgType) else set(expect)
             if msg.msg_type not in allowed:
@@ -291,6 +292,16 @@ class Channel:
             b"cvqkd-session-v1" + nonce_a + nonce_b + bytes([version])).digest()
         log.info("channel session %s established (protocol v%d, %s)", self.session_tag,
                  version, self.pool.role.value)
+
+    async def abort(self, reason: str) -> None:
+        """Tell the peer why this end gives up (authenticated ABORT; `reason` must not
+        contain secrets), log it and close the session. Raises `ChannelClosed`."""
+        if not self.closed:
+            try:
+                await self.send(MsgType.ABORT, {"reason": reason[:200]})
+            except ChannelError:
+                pass
+        await self._abort(ChannelClosed(f"aborted by this end: {reason[:200]!r}"))
 
     async def close(self) -> None:
         """Close the session cleanly (CLOSE frame, persist counters, close the socket)."""

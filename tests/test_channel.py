@@ -286,3 +286,16 @@ def test_serve_runs_sessions_one_after_another(pools):
 
     assert asyncio.run(main()) == [100, 101, 102]
     assert seen == [0, 1, 2]
+
+
+def test_abort_is_authenticated_and_reported_to_peer(pools, caplog):
+    async def alice(ch: Channel):
+        await ch.abort("parameter estimation: excess noise above threshold")
+
+    async def bob(ch: Channel):
+        await ch.recv()
+
+    caplog.set_level(logging.ERROR, logger="cvqkd.channel")
+    a, b = run(*pools, alice, bob)
+    assert isinstance(a, ChannelClosed) and "aborted by this end" in str(a)
+    assert isinstance(b, ChannelClosed) and "excess noise above threshold" in str(b)

@@ -58,4 +58,6 @@ if __name__ == "__main__":
     import os
 
     os.chdir(ROOT)
-    ffibuilder.compile(tmpdir=str(ROOT), verbose=False)
+    # the same file name as `setup.py build_ext --inplace` (limited API), so neither build can
+    # leave a stale module that shadows the other
+    ffibuilder.compile(tmpdir=str(ROOT), verbose=False, target="_ldpc.abi3.so")

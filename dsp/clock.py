@@ -38,10 +38,12 @@ class ClockTrack:
 
 
 def track_from_blocks(sums: np.ndarray, block: int, fdiff: float, nu_diff: float,
-                      smooth_blocks: int = 0, degree: int = 2) -> ClockTrack:
+                      n_total: int | None = None, smooth_blocks: int = 0, degree: int = 2
+                      ) -> ClockTrack:
     """Clock track from pilot-pair block sums (global blocks of `block` samples).
 
-    Blocks without a clear pilot pair (|sum| below half the 90th percentile, e.g. before the
+    `n_total` (samples in the capture) extends the track to the capture's end. Blocks without
+    a clear pilot pair (|sum| below half the 90th percentile, e.g. before the
     frame in a one-shot capture) are dropped; the longest contiguous run is kept. The track is a
     polynomial fit of degree `degree` (a constant clock offset and a linear drift of it), plus,
     if `smooth_blocks` > 0, a centred moving average of the residuals over +-smooth_blocks to
@@ -71,8 +73,9 @@ def track_from_blocks(sums: np.ndarray, block: int, fdiff: float, nu_diff: float
     else:
         res_s = np.zeros_like(res)
     knot_a = np.polyval(coef, centres) + res_s
-    # extend the knots by a block at both ends (polynomial)
-    n_ext = np.concatenate(([centres[0] - block], centres, [centres[-1] + block]))
+    # extend the knots (polynomial) to a block beyond the capture, or beyond the blocks used
+    end = max(centres[-1], (n_total or 0) - 1) + block
+    n_ext = np.concatenate(([min(centres[0], 0.0) - block], centres, [end]))
     a_ext = np.concatenate((np.polyval(coef, n_ext[:1]), knot_a, np.polyval(coef, n_ext[-1:])))
     slope = float(np.mean(np.polyval(np.polyder(coef), centres)))
     rms = float(np.std(res - res_s)) if res.size > 1 else 0.0

@@ -40,7 +40,7 @@ def pair_blocks(iq: np.ndarray, n0: int, fdiff: float, block: int, out: np.ndarr
 
 @nb.njit(cache=True)
 def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarray,
-                  knot_ph: np.ndarray, subtract: bool, v: np.ndarray, pil: np.ndarray) -> None:
+                  knot_ph: np.ndarray, rotate: bool, v: np.ndarray, pil: np.ndarray) -> None:
     """Pilot-referenced phase correction of one chunk.
 
     u[n] = x[n] exp(-j 2 pi f1 n) puts the phase-reference pilot at DC; its estimate p[n] is
@@ -52,6 +52,9 @@ def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarr
     where c(n) is the carrier phase offset between pilot and data band, given as piecewise-linear
     in n by knots (knot_n, knot_ph) (radians). Samples within ~log(1e-12)/log(a) of the chunk
     edges see a truncated smoother: callers overlap chunks by that margin. `pil` receives p.
+    With rotate=False the pilot phase is not applied, v = (u - p) exp(j c(n)): calibration
+    captures have no pilot, and rotating noise by the phase of its own smoothed version would
+    reshape it.
     """
     n = iq.shape[0]
     b = 1.0 - a
@@ -100,8 +103,10 @@ def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarr
                 rot = complex(np.cos(c), np.sin(c))
             p = pil[j]
             mag = abs(p)
-            w = v[j] - p if subtract else v[j]
-            if mag > 0.0:
+            w = v[j] - p
+            if not rotate:
+                v[j] = w * rot
+            elif mag > 0.0:
                 v[j] = w * (p.conjugate() / mag) * rot
             else:
                 v[j] = 0j

@@ -84,7 +84,7 @@ class _Chain:
         self.cw = 2 * np.pi * carrier_hz_alice  # carrier offset, rad per Alice sample
         self.half = (table.shape[1] - 1) // 2
 
-    def corrected(self, lo: int, hi: int, subtract: bool = True) -> tuple[np.ndarray, int]:
+    def corrected(self, lo: int, hi: int, rotate: bool = True) -> tuple[np.ndarray, int]:
         """Pilot-corrected samples for [lo, hi) (clipped to the capture), with margins."""
         n = self.iq.shape[0]
         s0, s1 = max(0, lo - self.margin), min(n, hi + self.margin)
@@ -92,7 +92,7 @@ class _Chain:
         v = np.empty(s1 - s0, dtype=np.complex128)
         pil = np.empty_like(v)
         kernels.pilot_correct(self.iq[s0:s1], s0, self.f1, self.a, self.track.knot_n, knot_ph,
-                              subtract, v, pil)
+                              rotate, v, pil)
         return v, s0
 
     def sample(self, pos: np.ndarray, v: np.ndarray, s0: int) -> np.ndarray:
@@ -165,7 +165,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         e = min(s + step, nb_full * config.pair_block)
         kernels.pair_blocks(np.ascontiguousarray(iq[s:e]), s, f1 - f2, config.pair_block, sums)
     try:
-        track = track_from_blocks(sums[:nb_full], config.pair_block, f1 - f2, nu1 - nu2)
+        track = track_from_blocks(sums[:nb_full], config.pair_block, f1 - f2, nu1 - nu2, n)
     except ValueError as exc:
         raise SyncError(str(exc)) from None
     if abs(track.ratio / r0 - 1) > config.max_clock_ppm * 1e-6:
@@ -361,16 +361,18 @@ def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, nam
                           ) -> float | None:
     """Per-quadrature variance (ADC units^2) of a calibration capture through the same chain as
     the signal: the pilot smoother's subtraction (a linear filter 1 - H that also scales the
-    data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth), a unit-modulus phase
-    correction (no effect on a variance), and the matched filter at one position per symbol."""
+    data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth) and the matched filter at one
+    position per symbol. The phase correction is left out: on the signal it is referenced to
+    the pilot (independent of the noise in the data band); here there is no pilot."""
     if iq is None:
         return None
     _check_iq(iq, name)
     taps = chain.table.shape[1]
     if iq.shape[0] < 10 * taps + 2 * chain.margin:
         raise ValueError(f"{name} too short")
-    cal = _Chain(iq, chain.f1, chain.a, chain.margin, chain.track, 0.0, chain.table)
-    v, s0 = cal.corrected(0, iq.shape[0])
+    cal = _Chain(iq, chain.f1, chain.a, chain.margin, chain.track, chain.cw / (2 * np.pi),
+                 chain.table)
+    v, s0 = cal.corrected(0, iq.shape[0], rotate=False)
     pos = np.arange(taps + chain.margin, v.size - taps - chain.margin, step)
     y = cal.sample(pos, v, s0)
     y -= y.mean()

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keyrate",
     "plan",
     "sim",
+    "dsp",
 )
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.

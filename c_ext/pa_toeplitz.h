@@ -11,6 +11,7 @@
 #define PA_IMPL_PORTABLE 1 /* 4-bit-window software carry-less multiply (any CPU) */
 #define PA_IMPL_PCLMUL 2   /* x86 PCLMULQDQ */
 #define PA_IMPL_VPCLMUL 3  /* x86 AVX-512 VPCLMULQDQ (four products per instruction) */
+#define PA_IMPL_PMULL 4    /* aarch64 (Linux) PMULL of the ARMv8 crypto extension */
 
 /* Return codes. */
 #define PA_OK 0

@@ -33,11 +33,11 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     ) from exc
 
 Family = Literal["toeplitz", "modified-toeplitz"]
-Kernel = Literal["auto", "portable", "pclmul", "vpclmul"]
+Kernel = Literal["auto", "portable", "pclmul", "vpclmul", "pmull"]
 
 BIT_ORDER = "little"
 FAMILIES: tuple[str, ...] = ("toeplitz", "modified-toeplitz")
-KERNELS: dict[str, int] = {"auto": 0, "portable": 1, "pclmul": 2, "vpclmul": 3}
+KERNELS: dict[str, int] = {"auto": 0, "portable": 1, "pclmul": 2, "vpclmul": 3, "pmull": 4}
 
 _ERRORS = {-1: "invalid sizes or kernel", -2: "out of memory"}
 

@@ -65,8 +65,9 @@ def test_never_longer_than_the_bound(n, rate, ver, ec, eps, in_rate):
     r = output_length(n, rate, **{**BASE, "leak_verify_bits": ver, "eps_pa": eps},
                       pa_term_in_rate=in_rate, leak_ec_bits=ec)
     penalty = 0.0 if in_rate else 2 * math.log2(1 / (2 * eps))
-    assert 0 <= r.hash_output_bits <= max(n * rate - ec - ver - penalty, 0.0) + 1e-6
-    assert r.hash_output_bits > n * rate - ec - ver - penalty - 1 - 1e-6 * max(1.0, n)
+    bound = n * rate - ec - ver - penalty
+    assert 0 <= r.hash_output_bits <= min(max(bound, 0.0) + 1e-6, BASE["input_bits"])
+    assert r.hash_output_bits > min(bound, BASE["input_bits"]) - 1 - 1e-6 * max(1.0, n)
     assert 0 <= r.net_key_bits <= r.hash_output_bits
 
 

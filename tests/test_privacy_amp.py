@@ -3,7 +3,10 @@ over GF(2) in numpy), across kernels, tilings and edge sizes; universality stati
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from reconcile._pa import ffi, lib
 from reconcile import privacy_amp as pa
 
 KERNELS = [k for k in pa.available_kernels() if k != "auto"]
+C_EXT = Path(__file__).resolve().parent.parent / "c_ext"
 
 
 def toeplitz_matrix(seed: np.ndarray, n: int, m: int) -> np.ndarray:
@@ -238,3 +242,31 @@ def test_scratch_memory_is_bounded():
     """The kernel's heap is O(m), independent of n beyond the tiling (10^8 -> 10^7 bits)."""
     assert pa.scratch_bytes(10**8, 10**7) < 20 * 10**6
     assert pa.scratch_bytes(10**8, 10**6) < 3 * 10**6
+
+
+def _run_selftest(compiler: str, runner: list[str], tmp_path: Path) -> str:
+    exe = tmp_path / "pa_selftest"
+    subprocess.run([compiler, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-static",
+                    f"-I{C_EXT}", str(C_EXT / "pa_selftest.c"), str(C_EXT / "pa_toeplitz.c"),
+                    "-o", str(exe)], check=True, capture_output=True, timeout=120)
+    res = subprocess.run([*runner, str(exe)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:]
+    return res.stdout
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_c_selftest_native(tmp_path):
+    """The C kernel alone (no Python), every kernel of this CPU against a bit-level
+    evaluation: the harness that the aarch64 test below runs under emulation."""
+    out = _run_selftest("cc", [], tmp_path)
+    assert out.strip().endswith(" 0 failed") and int(out.split()[-4]) > 1000
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None
+                    or shutil.which("qemu-aarch64") is None,
+                    reason="needs gcc-aarch64-linux-gnu and qemu-user (Debian packages)")
+def test_c_selftest_aarch64_under_qemu(tmp_path):
+    """The boards' architecture: portable and PMULL kernels, cross-compiled, run by qemu."""
+    out = _run_selftest("aarch64-linux-gnu-gcc", ["qemu-aarch64", "-cpu", "max"], tmp_path)
+    assert "kernel 4 available" in out  # PMULL exercised
+    assert out.strip().endswith(" 0 failed") and int(out.split()[-4]) > 1000

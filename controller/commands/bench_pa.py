@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         best_cpu = min(best_cpu, time.thread_time() - c0)
     kernel = args.kernel
     if kernel == "auto":
-        kernel = next(k for k in ("vpclmul", "pclmul", "portable")
+        kernel = next(k for k in ("vpclmul", "pclmul", "pmull", "portable")
                       if k in privacy_amp.available_kernels())
     result = {
         "n_bits": n, "m_bits": m, "ratio": m / n, "family": args.family, "kernel": kernel,

@@ -156,8 +156,8 @@ def dsp_added_noise(bob: np.ndarray, genie: np.ndarray, x: np.ndarray, v_el: flo
         t = np.vdot(x, y) / np.vdot(x, x).real
         var = np.mean(np.abs(y - t * x) ** 2) / 2
         return t, var, (var - 1 - v_el) / abs(t) ** 2
-    tb, vb, xb = fit(bob * snu_rescale)
-    tg, vg, xg = fit(genie)
+    tb, _vb, xb = fit(bob * snu_rescale)
+    tg, _vg, xg = fit(genie)
     return {"xi_added": float(xb - xg), "xi_bob": float(xb), "xi_genie": float(xg),
             "gain_ratio": float(abs(tb / tg))}
 

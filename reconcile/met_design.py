@@ -295,13 +295,13 @@ def threshold(ens: MetEnsemble, max_iter: int = 3000, steps: int = 16) -> Thresh
 
 
 def raptor_like(
-    name: str, rate: float, base_n: int, core: int, core_deg3: int, ldgm_deg3: int, extra: int
+    name: str, rate: float, base_n: int, core: int, core_deg3: int, ldgm_edges: int, extra: int
 ) -> MetEnsemble:
     """The project's family of low-rate MET ensembles (the shape of Mani et al.'s rate-0.02 one).
 
     Edge type 1: a high-rate precode on the `core` high-degree variables (type-1 degree 2, or 3
-    for `core_deg3` of them) with checks of concentrated degree. Edge type 2: an LDGM part from
-    the core variables to degree-2 or -3 checks (`ldgm_deg3` of them of degree 3), each of which
+    for `core_deg3` of them) with checks of concentrated degree. Edge type 2: an LDGM part of
+    `ldgm_edges` edges from the core variables to checks of concentrated degree, each of which
     also holds one degree-one variable (edge type 3). The type-2 edges are spread as evenly as
     possible over the core, the type-1-degree-3 variables getting `extra` more each.
     All counts are per base of `base_n` variable nodes; rate * base_n must be an integer.
@@ -311,15 +311,13 @@ def raptor_like(
         raise ValueError("rate * base_n must be an integer")
     n1 = base_n - core  # degree-one variables = LDGM checks
     m1 = core - k  # precode checks
-    if not (0 < core_deg3 <= core and 0 < m1 and 0 <= ldgm_deg3 <= n1):
+    if not (0 < core_deg3 <= core and 0 < m1 and ldgm_edges >= n1 > 0):
         raise ValueError("inconsistent raptor-like parameters")
     na, nb = core - core_deg3, core_deg3
     e1 = 2 * na + 3 * nb
-    dp = e1 // m1
-    q = e1 - dp * m1  # checks of degree dp + 1
-    e2 = 3 * ldgm_deg3 + 2 * (n1 - ldgm_deg3)
-    base = (e2 - nb * extra) // core
-    r = e2 - nb * extra - base * core  # this many core variables get one more type-2 edge
+    dp, q = divmod(e1, m1)  # q precode checks of degree dp + 1
+    dl, ql = divmod(ldgm_edges, n1)  # ql LDGM checks of type-2 degree dl + 1
+    base, r = divmod(ldgm_edges - nb * extra, core)  # r core variables get one more edge
     if base < 1:
         raise ValueError("too few LDGM edges for the core")
     ra = min(r, na)
@@ -334,8 +332,8 @@ def raptor_like(
     chk = [
         CheckType(m1 - q, (dp, 0, 0)),
         CheckType(q, (dp + 1, 0, 0)),
-        CheckType(ldgm_deg3, (0, 3, 1)),
-        CheckType(n1 - ldgm_deg3, (0, 2, 1)),
+        CheckType(n1 - ql, (0, dl, 1)),
+        CheckType(ql, (0, dl + 1, 1)),
     ]
     return MetEnsemble(
         name=name,

@@ -165,9 +165,23 @@ def test_without_norms_the_llrs_keep_their_sign() -> None:
     without = mdr.alice_llr(x, alpha, None, 8, sigma2)
     np.testing.assert_array_equal(np.sign(with_n), np.sign(without))
     # both are LLRs of comparable size; the norm-less ones carry a little less information
-    i_with = mdr.llr_mutual_information(with_n, bits)
-    i_without = mdr.llr_mutual_information(without, bits)
+    i_with = mdr.llr_mutual_information(with_n)
+    i_without = mdr.llr_mutual_information(without)
     assert 0 < i_without <= i_with + 0.002
+
+
+def test_llr_mutual_information_matches_biawgn_capacity() -> None:
+    """For the BI-AWGN channel (+-1, noise variance s2, LLR 2y/s2) the estimate equals the
+    capacity computed by quadrature."""
+    s2 = 2.0
+    rng = np.random.default_rng(11)
+    y = 1.0 + rng.normal(scale=np.sqrt(s2), size=400_000)
+    est = mdr.llr_mutual_information(2 * y / s2)
+    cap, _ = integrate.quad(
+        lambda t: stats.norm.pdf(t, 1, np.sqrt(s2)) * np.logaddexp(0, -2 * t / s2) / np.log(2),
+        -40, 40,
+    )
+    assert est == pytest.approx(1 - cap, rel=0.01)
 
 
 def test_random_bits_are_balanced() -> None:

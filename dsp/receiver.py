@@ -232,7 +232,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         pos = chain.track.bob(a_data)
         y, sums3, counts = _main_pass(chain, pos, didx, dx, n_data, config.chunk_symbols, tblk)
         del pos
-        lag, lag_z = confirm_lag(y, disclosed_idx, disclosed_x, config.max_lag,
+        _lag, lag_z = confirm_lag(y, disclosed_idx, disclosed_x, config.max_lag,
                                  config.min_lag_z)
         t_hat = np.vdot(disclosed_x, y[disclosed_idx]) / np.vdot(disclosed_x, disclosed_x).real
         delta = _timing_offsets(sums3, counts, t_hat)  # Bob samples, per timing block

@@ -77,7 +77,7 @@ class TxConfig:
         r = self.sample_rate_hz / self.symbol_rate_hz
         if abs(r - round(r)) > 1e-9 or round(r) < 2:
             raise ValueError("sample_rate_hz / symbol_rate_hz must be an integer >= 2")
-        return int(round(r))
+        return round(r)
 
     def validate(self) -> None:
         _ = self.sps
@@ -165,7 +165,7 @@ def frame_layout(config: TxConfig, n_data: int) -> dict:
 
 def _grid_cycles(freq_hz: float, fs: float, n: int) -> int:
     """Frequency rounded to whole cycles per frame of n samples."""
-    return int(round(freq_hz / fs * n))
+    return round(freq_hz / fs * n)
 
 
 def preamble_symbols(config: TxConfig, which: int) -> np.ndarray:

@@ -26,7 +26,7 @@ def _run(n_data, seed=1, **kw):
 
 @pytest.mark.parametrize("lw, bound", [(1e3, 0.006), (10e3, 0.02)])
 def test_reference_scenario(lw, bound):
-    f, ch, r, added = _run(100_000, linewidth_hz=lw)
+    _f, _ch, r, added = _run(100_000, linewidth_hz=lw)
     s = r.summary
     assert r.mask.all()
     assert s["clock_offset_ppm"] == pytest.approx(20.0, abs=0.1)

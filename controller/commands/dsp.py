@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if alice.ndim != 1 or not np.iscomplexobj(alice) or alice.size != tx_meta["n_data"]:
         raise UsageError("alice_symbols.npy: expected the frame's complex data symbols")
     # disclosed positions are public: evenly spaced with a public random offset per stride
-    stride = max(1, int(round(1 / args.disclose_fraction)))
+    stride = max(1, round(1 / args.disclose_fraction))
     rng = np.random.default_rng(0)
     idx = np.arange(0, alice.size - stride + 1, stride) + rng.integers(0, stride,
                                                                       alice.size // stride)

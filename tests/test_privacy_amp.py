@@ -3,13 +3,17 @@ over GF(2) in numpy), across kernels, tilings and edge sizes; universality stati
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import subprocess
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import reconcile._pa as pa_module
 from reconcile._pa import ffi, lib
 
 from reconcile import privacy_amp as pa
@@ -197,6 +201,49 @@ def test_threads_give_the_same_results():
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda job: pa.hash_packed(*job), jobs))
     assert threaded == serial
+
+
+def _longest_pause(call) -> tuple[float, float]:
+    """Run call() in a thread while this thread records ticks; (longest gap between ticks
+    inside the call's window, the call's duration), seconds."""
+    window: list[float] = []
+    done = threading.Event()
+
+    def worker() -> None:
+        window.append(time.perf_counter())
+        call()
+        window.append(time.perf_counter())
+        done.set()
+
+    ticks: list[float] = []
+    thread = threading.Thread(target=worker)
+    thread.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+    thread.join()
+    inside = [window[0], *(t for t in ticks if window[0] < t < window[1]), window[1]]
+    return float(np.max(np.diff(inside))), window[1] - window[0]
+
+
+def test_the_c_call_releases_the_gil():
+    """While one thread is inside the C kernel (3 x 10^7 bits, a few hundred ms), Python keeps
+    running in another: no pause in its ticks as long as the call. Control: the same C
+    function called through ctypes.PyDLL, which holds the GIL, pauses them."""
+    n, m = 3 * 10**7, 3 * 10**6
+    key, seed = bytes(n // 8), pa.new_seed(n, m)
+    key_c, seed_c = ffi.from_buffer(key), ffi.from_buffer(seed)
+    out = ffi.new("uint8_t[]", m // 8)
+    gap, duration = _longest_pause(
+        lambda: lib.pa_modified_toeplitz_hash(key_c, n, seed_c, out, m, 0, 0, 0))
+    assert gap < 0.5 * duration, (gap, duration)
+
+    fn = ctypes.PyDLL(pa_module.__file__).pa_modified_toeplitz_hash
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_char_p,
+                   ctypes.c_uint64, ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64]
+    buf = ctypes.create_string_buffer(m // 8)
+    gap, duration = _longest_pause(lambda: fn(key, n, seed, buf, m, 0, 0, 0))
+    assert gap > 0.5 * duration, (gap, duration)  # the test can tell a held GIL
+    assert buf.raw == bytes(ffi.buffer(out))
 
 
 def test_seed_lengths_and_fresh_seeds():

@@ -60,7 +60,7 @@ def literal_ideal_receiver(adc: np.ndarray, gain_lsb: float, truth, pulse: np.nd
     and read the output at the true symbol positions by the same evaluation."""
     z = (adc[:, 0] + 1j * adc[:, 1]) / gain_lsb
     if derotate:
-        z = z * np.exp(-1j * np.interp(np.arange(len(z)), truth.sample_index, truth.phase_rad))
+        z = z * np.exp(-1j * truth.phase_fine)
     c = len(pulse) // 2
     du = truth.du
     half = math.ceil((c + 8) / du)

@@ -73,18 +73,28 @@ def test_ideal_receiver_measures_configured_t_and_xi(detection, ppm):
 
 
 def test_phase_noise_variance_grows_as_two_pi_linewidth_t():
+    """At the exact grid points and, through the Brownian bridge, at every sample."""
     lw_tx, lw_lo = 200e3, 100e3
     cfg = LinkConfig(seed=31, tx_linewidth_hz=lw_tx, lo_linewidth_hz=lw_lo, lo_offset_hz=0.0)
     model = LinkModel(cfg)
+    wf = waveform(cfg, 1000)
+    model.load_dac(wf.iq, cyclic=True)
+    model.request_ground_truth(wf.grid)  # needed for the per-sample trajectory
     model.set_frontend(FrontEnd(switch=OpticalSwitch.BLOCKED))
     capture(model, 1 << 21)
     truth = model.ground_truth()
-    psi = truth.phase_rad  # NCO = IF and no offset: the deterministic part is zero
-    dt_grid = cfg.phase_grid / truth.fs_out
+    dt = 1.0 / truth.fs_out  # NCO = IF and no offset: the deterministic part is zero
     for lag in (1, 16, 256):
-        inc = np.diff(psi[::lag])
-        want = 2 * np.pi * (lw_tx + lw_lo) * lag * dt_grid
+        inc = np.diff(truth.phase_rad[::lag])
+        want = 2 * np.pi * (lw_tx + lw_lo) * lag * cfg.phase_grid * dt
         assert abs(inc.var() / want - 1) < Z * math.sqrt(2 / len(inc)), lag
+    for lag in (1, 3, 8, 40):
+        inc = np.diff(truth.phase_fine[::lag])
+        want = 2 * np.pi * (lw_tx + lw_lo) * lag * dt
+        assert abs(inc.var() / want - 1) < Z * math.sqrt(2 / len(inc)), lag
+    inside = truth.sample_index < len(truth.phase_fine)
+    assert np.allclose(truth.phase_fine[truth.sample_index[inside]], truth.phase_rad[inside],
+                       atol=1e-5)
 
 
 def test_beat_frequency_offset_and_drift_seen_in_the_adc_record():

@@ -63,6 +63,9 @@ class GroundTruth:
     fs_out: float  # output sample rate on the DAC clock's time axis, samples/s
     trigger_time_s: float  # model time of the trigger
     genie: GenieSymbols | None = None
+    phase_fine: np.ndarray | None = None  # true beat phase at EVERY output sample, rad
+    #   (float64; only with ground truth requested: between grid points the lasers' phase
+    #   is a Brownian bridge that `phase_rad` interpolated linearly would miss)
 
 
 def _projections(field: np.ndarray, cyclic: bool, pulse: np.ndarray,

@@ -151,25 +151,37 @@ class _Player:
     cyclic: bool
     start_s: float  # model time at which the player started
     mean_abs2: float  # mean |field|^2, SNU^2
+    remote_tx_phase: np.ndarray | None = None  # two-board topology: the field came through
+    #   the fibre with Alice's VOA and laser phase applied; her laser phase (ground truth)
+
+
+def _make_player(field: np.ndarray, cyclic: bool, start_s: float,
+                 remote_tx_phase: np.ndarray | None = None) -> _Player:
+    padded = pad(field, cyclic, HALF)
+    return _Player(field, np.ascontiguousarray(padded.real), np.ascontiguousarray(padded.imag),
+                   bool(cyclic), start_s, float(np.mean(np.abs(field) ** 2)), remote_tx_phase)
 
 
 class LinkModel:
-    """Loopback topology: this board's DAC player through the link to its own ADC capture."""
+    """Loopback topology: this board's DAC player through the link to its own ADC capture;
+    with `attach_fibre`, the two-board topology's receiving end (fibre_transport.py)."""
 
     def __init__(self, config: LinkConfig | None = None):
         self.config = config or LinkConfig()
-        seeds = np.random.SeedSequence(self.config.seed).spawn(4)
+        seeds = np.random.SeedSequence(self.config.seed).spawn(5)
         self._rng_noise = np.random.Generator(np.random.SFC64(seeds[0]))
         self._rng_jitter = np.random.Generator(np.random.SFC64(seeds[1]))
         self._tx_phase = WienerPhase(self.config.tx_linewidth_hz,
                                      np.random.Generator(np.random.SFC64(seeds[2])))
         self._lo_phase = WienerPhase(self.config.lo_linewidth_hz,
                                      np.random.Generator(np.random.SFC64(seeds[3])))
+        self._rng_bridge = np.random.Generator(np.random.SFC64(seeds[4]))
         self._now = 0.0
         self._player: _Player | None = None
         self._frontend = FrontEnd()
         self._faults = FaultSchedule()
         self._attack = None
+        self._fibre = None
         self._symbol_grid: SymbolGrid | None = None
         self._truth: GroundTruth | None = None
         self._status = LinkStatus(lo_locked=True, beat_hz=self._beat_hz(0.0),
@@ -190,11 +202,7 @@ class LinkModel:
         q = (iq >> drop) << drop  # arithmetic shift: truncation to the converter's bits
         scale = self.config.dac_fs_snu / DAC_CODE_FULL_SCALE
         field = (q[:, 0].astype(np.float32) + 1j * q[:, 1].astype(np.float32)) * scale
-        field = field.astype(np.complex64)
-        padded = pad(field, cyclic, HALF)
-        self._player = _Player(field, np.ascontiguousarray(padded.real),
-                               np.ascontiguousarray(padded.imag), bool(cyclic), self._now,
-                               float(np.mean(np.abs(field) ** 2)))
+        self._player = _make_player(field.astype(np.complex64), cyclic, self._now)
 
     def set_frontend(self, frontend: FrontEnd) -> None:
         if not frontend.voa_db >= 0.0:
@@ -230,6 +238,28 @@ class LinkModel:
     @property
     def now_s(self) -> float:
         return self._now
+
+    def attach_fibre(self, receiver) -> None:
+        """Two-board topology: take the signal from a `fibre_transport.FibreReceiver` (Alice in
+        another process) instead of this board's DAC. None detaches."""
+        self._fibre = receiver
+        self._player = None
+
+    def _remote(self) -> bool:
+        return self._fibre is not None
+
+    def _voa_power(self) -> float:
+        """VOA power transmission applied here (1 when Alice applied hers before the fibre)."""
+        return 1.0 if self._remote() else 10.0 ** (-self._frontend.voa_db / 10.0)
+
+    def _pull_fibre(self, t_trig: float, n: int, fs_out: float) -> None:
+        """Receive the field the capture needs (blocking) and make it the signal source."""
+        c = self.config
+        t0 = self._fibre.wait_start()
+        u_end = (t_trig + n / fs_out - c.delay_s - t0) * c.player_sps
+        self._fibre.wait_until(math.ceil(u_end) + HALF + 2)
+        field, tx_phase = self._fibre.field()
+        self._player = (_make_player(field, False, t0, tx_phase) if len(field) else None)
 
     def set_attack(self, attack) -> None:
         """Install an attack on the channel (see `fpga_bindings.model.attacks`): from the next
@@ -290,14 +320,14 @@ class LinkModel:
         (k = 1/2 heterodyne, 1 homodyne); 0 while the signal cannot reach the detector."""
         c = self.config
         fe = self._frontend
-        signal = (fe.lo_on and fe.laser_on and fe.switch == OpticalSwitch.SIGNAL
-                  and self._player is not None)
+        signal = (fe.lo_on and (fe.laser_on or self._remote())
+                  and fe.switch == OpticalSwitch.SIGNAL and self._player is not None)
         if not signal:
             return 0.0
         k = 1.0 if c.detection == "homodyne" else 0.5
         t_tot = fibre.transmittance(c.distance_km, c.loss_db_per_km,
                                     self._faults.effects(t).extra_loss_db)
-        return math.sqrt(c.eta * t_tot * k * 10.0 ** (-fe.voa_db / 10.0))
+        return math.sqrt(c.eta * t_tot * k * self._voa_power())
 
     def _segment_params(self, plan: dict, t: float) -> tuple[float, float, float]:
         """(amp: codes per SNU of field, noise sigma: codes, noise sigma: SNU) at time t."""
@@ -322,8 +352,8 @@ class LinkModel:
         det = 2.0 * np.pi * ((c.if_hz + c.lo_offset_hz) * t + 0.5 * c.lo_drift_hz_per_s * t * t)
         if plan["nco"]:
             det -= 2.0 * np.pi * plan["nco"] * (1.0 + 1e-6 * c.clock_ppm) * t
-        return (det + self._tx_phase.sample(t) - self._lo_phase.sample(t)
-                + self._faults.lo_phase(t))
+        tx = 0.0 if self._remote() else self._tx_phase.sample(t)  # remote: in the field
+        return det + tx - self._lo_phase.sample(t) + self._faults.lo_phase(t)
 
     def _segments(self, plan: dict, t0: float, m: int) -> tuple[np.ndarray, ...]:
         """Fault windows inside a chunk: (end index, amp, sigma codes, sigma SNU) per segment."""
@@ -340,13 +370,15 @@ class LinkModel:
         t_trig = self._now
         fs_tx = c.player_sps
         du = fs_tx * dt
+        if self._remote():
+            self._pull_fibre(t_trig, n, fs_out)
         player = self._player
         if player is not None:
             u0 = (t_trig - c.delay_s - player.start_s) * fs_tx
             fr, fi, n_field, cyclic = player.fr, player.fi, len(player.field), player.cyclic
             field = player.field
             if self._attack is not None:  # Eve acts on the field at the channel input
-                a_voa = 10.0 ** (-self._frontend.voa_db / 20.0)
+                a_voa = math.sqrt(self._voa_power())
                 field = (self._attack.apply(field * a_voa, cyclic) / a_voa).astype(np.complex64)
                 padded = pad(field, cyclic, HALF)
                 fr, fi = np.ascontiguousarray(padded.real), np.ascontiguousarray(padded.imag)
@@ -357,7 +389,11 @@ class LinkModel:
         ncol = 2 if kind in (KIND_DDC_HET, KIND_DDC_HOM) else 1
         want_truth = self._symbol_grid is not None and ncol == 2 and player is not None
         zrot_all = np.empty(n if want_truth else 0, np.complex64)
+        fine_all = np.empty(n if want_truth else 0, np.float32)
         no_z = np.empty(0, np.complex64)
+        no_f = np.empty(0, np.float32)
+        linewidth = c.lo_linewidth_hz + (0.0 if self._remote() else c.tx_linewidth_hz)
+        pn_sd = math.sqrt(2.0 * math.pi * linewidth * dt)
         no_jitter = np.empty(0)
         jit_phase = 2.0 * np.pi * (c.if_hz + c.lo_offset_hz) * c.adc_jitter_s
         s_buf_r = np.empty(min(n, plan["chunk"]), np.float32)
@@ -376,6 +412,8 @@ class LinkModel:
             seg_end, seg_amp, seg_sigma, seg_zsnu = self._segments(plan, t_trig + start * dt, m)
             noise = self._rng_noise.standard_normal((m, ncol), dtype=np.float32)
             jitter = self._rng_jitter.standard_normal(m) if c.adc_jitter_s > 0 else no_jitter
+            pn = (self._rng_bridge.standard_normal(-(-m // grid) * grid, dtype=np.float32)
+                  if linewidth > 0 else no_f)
             s_r, s_i = s_buf_r[:m], s_buf_i[:m]
             if seg_amp.any():
                 interp_uniform(fr, fi, HALF, n_field, cyclic, u0 + start * du, du, jitter,
@@ -385,24 +423,27 @@ class LinkModel:
                 s_i[:] = 0.0
             out = np.empty((m, ncol), np.int16)
             clips += render(s_r, s_i, recent, grid, seg_end, seg_amp, seg_sigma, seg_zsnu,
-                            noise, jitter, jit_phase, kind, plan["qstep"], out,
-                            zrot_all[start:start + m] if want_truth else no_z)
+                            noise, jitter, jit_phase, pn, pn_sd, kind, plan["qstep"], out,
+                            zrot_all[start:start + m] if want_truth else no_z,
+                            fine_all[start:start + m] if want_truth else no_f)
             # the phase trajectory is known up to grid point need-1: time may not restart earlier
             self._now = t_trig + max(start + m, grid * (need - 1)) * dt
             yield out if ncol == 2 else out[:, 0]
         self._finish(plan, t_trig, u0, du, np.concatenate(psi_parts), clips,
-                     zrot_all if want_truth else None, field if player is not None else None)
+                     zrot_all if want_truth else None, field if player is not None else None,
+                     fine_all if want_truth else None)
 
     def _finish(self, plan: dict, t_trig: float, u0: float, du: float, psi: np.ndarray,
-                clips: int, zrot: np.ndarray | None, field: np.ndarray | None) -> None:
+                clips: int, zrot: np.ndarray | None, field: np.ndarray | None,
+                fine: np.ndarray | None) -> None:
         c = self.config
         fe = self._frontend
         t_end = self._now
         power = 0.0
-        if self._player is not None and fe.laser_on:
+        if self._player is not None and (fe.laser_on or self._remote()):
             t_tot = fibre.transmittance(c.distance_km, c.loss_db_per_km,
                                         self._faults.effects(t_end).extra_loss_db)
-            photons_per_sample = self._player.mean_abs2 / 4.0 * 10.0 ** (-fe.voa_db / 10.0)
+            photons_per_sample = self._player.mean_abs2 / 4.0 * self._voa_power()
             power = (photons_per_sample * c.player_sps * t_tot
                      * fibre.photon_energy_j(c.wavelength_m))
         self._status = LinkStatus(
@@ -414,6 +455,19 @@ class LinkModel:
             trigger_sample=round(t_trig * c.adc_rate_true),
         )
         sample_index = c.phase_grid * np.arange(len(psi), dtype=np.int64)
+        tx_position = u0 + du * sample_index
+        phase_fine = None
+        if fine is not None:  # grid trajectory plus the bridge between the grid points
+            phase_fine = np.interp(np.arange(len(fine)), sample_index, psi) + fine
+        remote_phase = None if self._player is None else self._player.remote_tx_phase
+        if remote_phase is not None:  # Alice's laser phase travelled inside the field
+            idx = np.arange(len(remote_phase))
+            psi = psi + np.interp(tx_position, idx, remote_phase)
+            if zrot is not None:
+                tx_fine = np.interp(u0 + du * np.arange(len(zrot)), idx, remote_phase)
+                zrot = zrot * np.exp(-1j * tx_fine)
+                phase_fine = phase_fine + tx_fine
+                field = field * np.exp(-1j * remote_phase)
         genie = None
         if zrot is not None:
             dt = 1.0 / plan["fs_out"]
@@ -430,5 +484,6 @@ class LinkModel:
                 zrot=zrot, u0=u0, du=du, psi_index=sample_index, psi=psi,
                 detection=c.detection, signal_gain=gain)
         self._truth = GroundTruth(
-            sample_index=sample_index, phase_rad=psi, tx_position=u0 + du * sample_index,
-            u0=u0, du=du, fs_out=plan["fs_out"], trigger_time_s=t_trig, genie=genie)
+            sample_index=sample_index, phase_rad=psi, tx_position=tx_position,
+            u0=u0, du=du, fs_out=plan["fs_out"], trigger_time_s=t_trig, genie=genie,
+            phase_fine=phase_fine)

@@ -30,20 +30,32 @@ KIND_REAL_HOM = 3
 def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
            seg_end: np.ndarray, seg_amp: np.ndarray, seg_sigma: np.ndarray,
            seg_zsnu: np.ndarray, noise: np.ndarray, jitter: np.ndarray, jit_phase: float,
-           kind: int, qstep: float, out: np.ndarray, zrot: np.ndarray) -> int:
+           pn: np.ndarray, pn_sd: float,
+           kind: int, qstep: float, out: np.ndarray, zrot: np.ndarray,
+           fine: np.ndarray) -> int:
     """Fill `out` (int16, (m, 2) or (m, 1)); return the number of clipped samples.
 
     s_r, s_i: the band-limited DAC field at the sampling instants (SNU per player sample),
     from `resample.interp_uniform`. psi: beat phase at chunk samples 0, grid, 2 grid, ...
     (m // grid + 2 values). noise: float32 standard normals, (m, 2) or (m, 1).
     jitter: the standard normals of the sampling jitter (m,) or empty; jit_phase = 2 pi f_beat
-    times the rms jitter. zrot: complex64 (m,) or empty: de-rotated detection noise, SNU.
+    times the rms jitter. pn: float32 standard normals (a multiple of grid >= m, or empty) for
+    the laser phase noise between grid points: a Brownian bridge of per-sample standard
+    deviation pn_sd (rad) pinned to 0 at every grid point, so that psi stays exact there.
+    zrot: complex64 (m,) or empty: de-rotated detection noise, SNU. fine: float32 (m,) or
+    empty: the bridge (rad) per sample, for the ground truth.
     """
     top = 32767.0 if kind <= KIND_DDC_HOM else 32768.0 - qstep
     bottom = -32768.0
     use_jit = jitter.shape[0] > 0
     want_z = zrot.shape[0] > 0
     re_gain = math.sqrt(2.0) if kind == KIND_REAL_HET else 1.0
+    use_pn = pn.shape[0] > 0
+    want_fine = fine.shape[0] > 0
+    drift = 0.0  # mean bridge step in the current grid interval, rad
+    bridge = 0.0
+    q_re = 1.0  # exp(i bridge)
+    q_im = 0.0
     clips = 0
     ph_re = 1.0
     ph_im = 0.0
@@ -62,14 +74,34 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
                 ph_im = math.sin(psi[g])
                 rot_re = math.cos(step)
                 rot_im = math.sin(step)
-            c_re = ph_re
-            c_im = ph_im
+                bridge = 0.0
+                q_re = 1.0
+                q_im = 0.0
+                if use_pn:
+                    acc = 0.0
+                    for i in range(g * grid, g * grid + grid):
+                        acc += pn[i]
+                    drift = acc * pn_sd / grid
+            elif use_pn:  # one Wiener step minus the interval's mean: e^{i d} to 4th order
+                d = pn[j - 1] * pn_sd - drift
+                bridge += d
+                d2 = d * d
+                e_re = 1.0 - 0.5 * d2 + d2 * d2 / 24.0
+                e_im = d * (1.0 - d2 / 6.0)
+                t_q = q_re * e_re - q_im * e_im
+                q_im = q_re * e_im + q_im * e_re
+                q_re = t_q
+            c_re = ph_re * q_re - ph_im * q_im
+            c_im = ph_re * q_im + ph_im * q_re
+            if want_fine:
+                fine[j] = bridge
             if use_jit:
                 e = jitter[j] * jit_phase
                 ce = math.cos(e)
                 se = math.sin(e)
-                c_re = ph_re * ce - ph_im * se
-                c_im = ph_re * se + ph_im * ce
+                t_c = c_re * ce - c_im * se
+                c_im = c_re * se + c_im * ce
+                c_re = t_c
             a_re = amp * s_r[j]
             a_im = amp * s_i[j]
             w0 = noise[j, 0]

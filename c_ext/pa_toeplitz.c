@@ -16,8 +16,8 @@
  *     P0 = T1 (x0 + x1), r0 = P0 + (T0 + T1) x1, r1 = P0 + (T2 + T1) x0.
  * - Blocks of b <= PA_BASE_MAX words are computed directly with b (b + 1) carry-less
  *   64 x 64 -> 128-bit products: AVX-512 VPCLMULQDQ, PCLMULQDQ or ARMv8 PMULL where the CPU
- *   has it (checked at run time), else a portable 4-bit-window software product (Brent, Gaudry, Thome, Zimmermann, "Faster
- *   multiplication in GF(2)[x]", ANTS VIII (2008), section 2).
+ *   has it (checked at run time), else a portable 4-bit-window software product (Brent,
+ *   Gaudry, Thome, Zimmermann, "Faster multiplication in GF(2)[x]", ANTS VIII (2008), sec. 2).
  *
  * Memory: the x block (k words), the seed window (2k), the output (ceil(mw / k) k) and the
  * Karatsuba scratch (< 3k); no global state, no static buffers: thread-safe and reentrant.
@@ -181,13 +181,13 @@ __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1"))) static inline void b
     }
 }
 
+/* libgcc fills the CPU model in a load-time constructor: no __builtin_cpu_init (a write to
+ * shared state) is needed here. */
 static int have_pclmul(void) {
-    __builtin_cpu_init();
     return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 }
 
 static int have_vpclmul(void) {
-    __builtin_cpu_init();
     return have_pclmul() && __builtin_cpu_supports("avx512f")
            && __builtin_cpu_supports("vpclmulqdq");
 }

@@ -147,26 +147,22 @@ def standard_names() -> list[str]:
 
 
 def closest_standard_code(rate: float) -> LdpcCode:
-    """The standard code whose effective rate is closest to `rate` (ties: the longer code).
+    """The standard code whose effective rate is closest to `rate`.
 
     Candidates: every DVB-S2/S2X table and the 5G NR BG2 codes with Z = 384 and any number of
-    rows (rates 10/12 ... 1/5), so rates between 0.2 and 0.83 are all covered.
+    rows (rates 10/12 ... 1/5), so rates between 0.2 and 0.83 are all covered. Ties go to the
+    5G code (through d = 8 MDR it decoded at a higher beta than the DVB codes of the same rate
+    at 1/5 and 1/2: docs/performance.md), then to the longer code.
     """
     if not 0.0 < rate < 1.0:
         raise ValueError(f"code rate must be in (0, 1), got {rate}")
-    best: tuple[float, int, str] | None = None
-    candidates = [(n, _dvb_rate(n), _dvb_n(n)) for n in dvbs2_names()]
+    candidates = [(abs(_dvb_rate(name) - rate), 1, -_dvb_n(name), name) for name in dvbs2_names()]
     m_b, _, kb = NR_BASE[2]
     for rows in range(NR_MIN_ROWS, m_b + 1):
         n_tx = (kb + rows - 2) * 384  # transmitted bits: the first 2 Z are punctured
-        candidates.append((f"5gnr_bg2_z384_rows{rows}", kb * 384 / n_tx, n_tx))
-    for name, r, n in candidates:
-        key = (abs(r - rate), -n, name)
-        if best is None or key < best:
-            best = key
-    assert best is not None
-    name = best[2].replace(f"_rows{NR_BASE[2][0]}", "")
-    return standard_code(name)
+        name = "5gnr_bg2_z384" + ("" if rows == m_b else f"_rows{rows}")
+        candidates.append((abs(kb * 384 / n_tx - rate), 0, -n_tx, name))
+    return standard_code(min(candidates)[3])
 
 
 def _dvb_header(name: str) -> tuple[int, int]:

@@ -104,7 +104,7 @@ def test_text_output(capsys):
 
 def test_code_choice():
     code, family = bench_ldpc.choose_code(0.5, None, None)
-    assert (code.name, family) == ("dvbs2_normal_r1_2", "standard")
+    assert (code.name, family) == ("5gnr_bg2_z384_rows12", "standard")
     code, family = bench_ldpc.choose_code(0.3, None, None)
     assert family == "standard" and abs(code.rate - 0.3) < 0.02
     met = bench_ldpc._met()

@@ -125,9 +125,11 @@ def test_bad_requests_raise_value_error(call, match):
 
 
 def test_closest_standard_code():
-    assert sc.closest_standard_code(0.5).name == "dvbs2_normal_r1_2"
-    assert sc.closest_standard_code(0.25).name == "dvbs2_normal_r1_4"
-    assert sc.closest_standard_code(0.05).rate == pytest.approx(0.2)
+    assert sc.closest_standard_code(0.5).name == "5gnr_bg2_z384_rows12"  # tie with DVB-S2 1/2
+    assert sc.closest_standard_code(0.25).name == "5gnr_bg2_z384_rows32"
+    assert sc.closest_standard_code(0.2).name == "5gnr_bg2_z384"
+    assert sc.closest_standard_code(0.05).name == "5gnr_bg2_z384"
+    assert sc.closest_standard_code(0.29).name == "dvbs2x_normal_r13_45"
     code = sc.closest_standard_code(0.6)
     assert code.name.startswith("5gnr_bg2_z384_rows") and abs(code.rate - 0.6) < 0.03
 

@@ -412,7 +412,7 @@ class LinkModel:
             seg_end, seg_amp, seg_sigma, seg_zsnu = self._segments(plan, t_trig + start * dt, m)
             noise = self._rng_noise.standard_normal((m, ncol), dtype=np.float32)
             jitter = self._rng_jitter.standard_normal(m) if c.adc_jitter_s > 0 else no_jitter
-            pn = (self._rng_bridge.standard_normal(-(-m // grid) * grid, dtype=np.float32)
+            pn = (self._rng_bridge.random(-(-m // grid) * grid, dtype=np.float32)
                   if linewidth > 0 else no_f)
             s_r, s_i = s_buf_r[:m], s_buf_i[:m]
             if seg_amp.any():

@@ -102,7 +102,7 @@ typedef struct {
     int32_t *S;     /* [m][W] syndrome bit in the sign position */
     int32_t *csign; /* [n_sched][W] syndrome sign xor folded-variable sign */
     float *cprior;  /* [n_sched][W] phi(|LLR|) of the folded variable, or 0 */
-    float *T, *A, *P; /* [max_deg][W] scratch of one check */
+    float *T, *A, *P; /* [max_deg + NP][W] scratch of one check */
 } workspace;
 
 static workspace carve(const ldpc_graph *g, float *base) {

@@ -82,3 +82,21 @@ def test_same_seed_gives_the_same_capture(tmp_path):
                      "--seed", "3", "--waveform", "simple"]) == 0
     for f in ("adc.npy", "genie_symbols.npy", "alice_symbols.npy", "shot_noise.npy"):
         assert np.array_equal(_load(tmp_path / "a", f), _load(tmp_path / "b", f)), f
+
+
+@pytest.mark.slow
+def test_large_capture_with_the_dsp_frame_measures_t_and_xi(tmp_path):
+    """10^6 symbols of dsp.transmitter's frame: T to ~0.2 %, xi to ~0.01 SNU (5 sigma)."""
+    out = tmp_path / "big"
+    assert main(["sim", "capture", "--out", str(out), "--symbols", "1000000", "--seed", "11",
+                 "--distance-km", "5", "--xi", "0.03", "--clock-ppm", "-1.5",
+                 "--calibration-samples", "1000000"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    link = meta["link"]
+    alice, genie = _load(out, "alice_symbols.npy"), _load(out, "genie_symbols.npy")
+    x = np.concatenate([alice.real, alice.imag])
+    y = np.concatenate([genie.real, genie.imag])
+    big_t, xi, sd_t, sd_xi = estimate_t_xi(x, y, link["eta"], link["v_el"], 0.5)
+    assert abs(big_t - link["fibre_transmittance"]) < 5 * sd_t
+    assert abs(xi - link["xi"]) < 5 * sd_xi
+    assert sd_xi < 0.01

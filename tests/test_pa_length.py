@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -107,3 +108,22 @@ def test_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         output_length(args.pop("n_symbols"), args.pop("secret_bits_per_symbol"), **args)
+
+
+def test_both_ends_hash_to_the_same_key_of_the_computed_length():
+    """The pipeline's use: length from the bound, seed drawn by one end and sent as bytes,
+    both ends hash their (identical, verified) reconciled bits."""
+    from reconcile import privacy_amp
+
+    rng = np.random.default_rng(3)
+    n_symbols = 200_000  # heterodyne key symbols, 2 MDR bits each
+    bits = rng.integers(0, 2, 2 * n_symbols, dtype=np.uint8)
+    length = output_length(n_symbols, 0.08, input_bits=bits.size, leak_verify_bits=64,
+                           auth_key_bits=1024, eps_pa=1e-10, pa_term_in_rate=False)
+    m = length.hash_output_bits
+    assert m == math.floor(16_000 - 64 - pa_penalty_bits(1e-10))
+    wire = privacy_amp.new_seed(bits.size, m)  # public, sent to the peer
+    alice = privacy_amp.hash_packed(privacy_amp.pack_bits(bits), bits.size, wire, m)
+    bob = privacy_amp.hash_bits(bits.copy(), privacy_amp.unpack_bits(bytes(wire), bits.size - 1),
+                                m)
+    assert privacy_amp.pack_bits(bob) == alice and len(alice) == (m + 7) // 8

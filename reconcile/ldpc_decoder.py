@@ -107,7 +107,6 @@ class Decoder:
             "test_check": np.flatnonzero(chk_fold < 0).astype(np.int32),
         }
         self._punctured = np.flatnonzero(punctured)
-        self._shortened = code.shortened
         g = ffi.new("ldpc_graph *")
         g.n, g.m, g.n_act = n, m, act_var.size
         g.n_sched = sched_check.size

@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=True)
 def pair_blocks(iq: np.ndarray, n0: int, fdiff: float, block: int, out: np.ndarray) -> None:
     """out[m] += sum over the block's samples of |x[n]|^2 exp(-j 2 pi fdiff n).
 
@@ -39,32 +39,40 @@ def pair_blocks(iq: np.ndarray, n0: int, fdiff: float, block: int, out: np.ndarr
 
 
 @nb.njit(cache=True)
+def _carrier(knot_n: np.ndarray, knot_ph: np.ndarray, g: float) -> tuple[float, float]:
+    """Phase c(g) (rad) and its slope (rad/sample) on the piecewise-linear knots at sample g."""
+    k = np.searchsorted(knot_n, g, side="right") - 1
+    k = min(max(k, 0), knot_n.size - 2)
+    slope = (knot_ph[k + 1] - knot_ph[k]) / (knot_n[k + 1] - knot_n[k])
+    return knot_ph[k] + slope * (g - knot_n[k]), slope
+
+
+@nb.njit(cache=True, fastmath=True)
 def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarray,
                   knot_ph: np.ndarray, rotate: bool, v: np.ndarray, pil: np.ndarray) -> None:
     """Pilot-referenced phase correction of one chunk.
 
     u[n] = x[n] exp(-j 2 pi f1 n) puts the phase-reference pilot at DC; its estimate p[n] is
     the two-sided exponential (Wiener) smoother with impulse response (1-a)/(1+a) a^|k|, run as
-    a causal plus an anti-causal first-order recursion. Then
+    a causal plus an anti-causal first-order recursion (near the chunk edges normalised by the
+    weights actually summed). Then
 
         v[n] = (u[n] - p[n]) conj(p[n]) / |p[n]| exp(j c(n)),
 
-    where c(n) is the carrier phase offset between pilot and data band, given as piecewise-linear
-    in n by knots (knot_n, knot_ph) (radians). Samples within ~log(1e-12)/log(a) of the chunk
-    edges see a truncated smoother: callers overlap chunks by that margin. `pil` receives p.
-    With rotate=False the pilot phase is not applied, v = (u - p) exp(j c(n)): calibration
-    captures have no pilot, and rotating noise by the phase of its own smoothed version would
-    reshape it.
+    where c(n) is the carrier phase offset between pilot and data band, piecewise-linear in n
+    on knots (knot_n, knot_ph) (radians). Callers overlap chunks by the smoother's memory.
+    `pil` receives p. With rotate=False the pilot phase is not applied,
+    v = (u - p) exp(j c(n)): calibration captures have no pilot, and rotating noise by the
+    phase of its own smoothed version would reshape it.
     """
     n = iq.shape[0]
     b = 1.0 - a
-    # forward pass: u -> v (temporarily), causal recursion -> pil
-    ph = -2.0 * np.pi * ((f1 * n0) % 1.0)
-    rot = complex(np.cos(ph), np.sin(ph))
-    step = complex(np.cos(-2.0 * np.pi * f1), np.sin(-2.0 * np.pi * f1))
+    tw = -2.0 * np.pi * f1
+    step = complex(np.cos(tw), np.sin(tw))
     s = 0j
-    for i in range(n):
-        if (i & 4095) == 0:  # renormalise the recurrence exactly
+    rot = 0j
+    for i in range(n):  # forward: shift to the pilot, causal recursion
+        if (i & 4095) == 0:  # exact phasor every 4096 samples
             ph = -2.0 * np.pi * ((f1 * (n0 + i)) % 1.0)
             rot = complex(np.cos(ph), np.sin(ph))
         u = complex(float(iq[i, 0]), float(iq[i, 1])) * rot
@@ -72,49 +80,35 @@ def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarr
         v[i] = u
         s = a * s + b * u
         pil[i] = s
-    # backward pass: anti-causal recursion, combine; the weights actually summed near the chunk
-    # edges, (1 - a^(i+1)) + (1 - a^(n-i)) - b, normalise exactly (steady state: 1 + a)
+    edge = min(n, int(np.log(1e-16) / np.log(a)) + 1) if a > 0.0 else 1
+    inv_mid = 1.0 / (1.0 + a)
     s = 0j
     ab = 1.0
-    for i in range(n - 1, -1, -1):
+    crot = 0j
+    cstep = 0j
+    for i in range(n - 1, -1, -1):  # backward: anti-causal recursion, combine, correct
         u = v[i]
         s = a * s + b * u
         ab *= a  # a^(n-i)
-        af = a ** (i + 1) if i < 4096 else 0.0
-        pil[i] = (pil[i] + s - b * u) / ((1.0 - af) + (1.0 - ab) - b)
-    # correction with the carrier offset c(n), piecewise linear between knots
-    k = 0
-    nk = knot_n.size
-    i = 0
-    while i < n:
-        g = float(n0 + i)
-        while k < nk - 2 and knot_n[k + 1] <= g:
-            k += 1
-        seg_end = n if k >= nk - 2 else min(n, int(np.ceil(knot_n[k + 1] - n0)))
-        if seg_end <= i:
-            seg_end = i + 1
-        slope = (knot_ph[k + 1] - knot_ph[k]) / (knot_n[k + 1] - knot_n[k])
-        c0 = knot_ph[k] + slope * (g - knot_n[k])
-        rot = complex(np.cos(c0), np.sin(c0))
-        step = complex(np.cos(slope), np.sin(slope))
-        for j in range(i, seg_end):
-            if ((j - i) & 4095) == 4095:
-                c = c0 + slope * (j - i)
-                rot = complex(np.cos(c), np.sin(c))
-            p = pil[j]
-            mag = abs(p)
-            w = v[j] - p
-            if not rotate:
-                v[j] = w * rot
-            elif mag > 0.0:
-                v[j] = w * (p.conjugate() / mag) * rot
-            else:
-                v[j] = 0j
-            rot *= step
-        i = seg_end
+        if i < edge or n - 1 - i < edge:
+            inv = 1.0 / ((1.0 - a ** (i + 1)) + (1.0 - ab) - b)
+        else:
+            inv = inv_mid
+        p = (pil[i] + s - b * u) * inv
+        pil[i] = p
+        if i == n - 1 or (i & 4095) == 4095:
+            c, sl = _carrier(knot_n, knot_ph, float(n0 + i))
+            crot = complex(np.cos(c), np.sin(c))
+            cstep = complex(np.cos(sl), -np.sin(sl))
+        w = (u - p) * crot
+        if rotate:
+            m2 = p.real * p.real + p.imag * p.imag
+            w = w * p.conjugate() / np.sqrt(m2) if m2 > 0.0 else 0j
+        v[i] = w
+        crot *= cstep
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=True)
 def mf_sample(v: np.ndarray, n0: int, pos: np.ndarray, table: np.ndarray, out: np.ndarray
               ) -> None:
     """Matched filter evaluated at fractional sample positions.
@@ -150,3 +144,16 @@ def to_complex(iq: np.ndarray, out: np.ndarray) -> None:
     """int16 (n, 2) I/Q -> complex128."""
     for i in range(iq.shape[0]):
         out[i] = complex(float(iq[i, 0]), float(iq[i, 1]))
+
+
+@nb.njit(cache=True)
+def rotate_linear(y: np.ndarray, c0: float, slope: float, gain: float) -> None:
+    """y[k] *= gain exp(j (c0 + slope k)) in place (phasor recurrence, exact every 4096)."""
+    rot = 0j
+    step = complex(np.cos(slope), np.sin(slope))
+    for k in range(y.size):
+        if (k & 4095) == 0:
+            ph = c0 + slope * k
+            rot = gain * complex(np.cos(ph), np.sin(ph))
+        y[k] *= rot
+        rot *= step

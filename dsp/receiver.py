@@ -49,7 +49,7 @@ class RxConfig:
     min_sync_ratio: float = 30.0  # preamble correlation peak / median power
     max_lag: int = 8
     min_lag_z: float = 8.0
-    timing_tol_symbols: float = 0.002  # data-aided timing error that triggers a second pass
+    timing_tol_symbols: float = 0.004  # data-aided timing error that triggers another pass
     timing_block_symbols: int = 1 << 14
 
 
@@ -201,7 +201,10 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         v = v[lo - s0: hi - s0]
         peak, pratio, _ = find_peak(correlate(v, tmpl), config.min_sync_ratio)
         n_at = lo + peak + c0
-        a_meas = float(chain.track.alice(n_at))
+        # the peak aligns the template's centre (the clock stretches the preamble by ~0.05
+        # sample at 20 ppm), so compare the clock there
+        mid = (cfg.preamble_len - 1) * sps / 2
+        a_meas = float(chain.track.alice(n_at + mid)) - mid
         if not np.isfinite(a_meas):
             raise SyncError(f"{name} outside the clock-tracked part of the capture")
         if which == 0:
@@ -227,24 +230,20 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     order = np.argsort(disclosed_idx)
     didx, dx = disclosed_idx[order], disclosed_x[order]
     passes = 0
+    chunk = config.chunk_symbols
     while True:
         passes += 1
         pos = chain.track.bob(a_data)
-        y, sums3, counts = _main_pass(chain, pos, didx, dx, n_data, config.chunk_symbols, tblk)
+        y, sums3, counts = _main_pass(chain, pos, didx, dx, n_data, chunk, tblk)
         del pos
-        _lag, lag_z = confirm_lag(y, disclosed_idx, disclosed_x, config.max_lag,
+        _, lag_z = confirm_lag(y, disclosed_idx, disclosed_x, config.max_lag,
                                  config.min_lag_z)
         t_hat = np.vdot(disclosed_x, y[disclosed_idx]) / np.vdot(disclosed_x, disclosed_x).real
-        delta = _timing_offsets(sums3, counts, t_hat)  # Bob samples, per timing block
+        delta = _timing_offsets(sums3, counts)  # Bob samples, per timing block
         worst = float(np.nanmax(np.abs(delta))) * track.ratio / sps  # symbols
         if worst <= config.timing_tol_symbols or passes >= 3:
             break
-        # move the symbol positions by the measured offsets (interpolated per knot)
-        centres = (np.arange(delta.size) + 0.5) * tblk
-        kn_sym = (chain.track.knot_a / sps) - tx_meta["data_start_symbol"]
-        shift = np.interp(kn_sym, centres, delta)
-        chain.track = ClockTrack(chain.track.knot_n + shift, chain.track.knot_a,
-                                 chain.track.ratio, chain.track.residual_rms)
+        _shift_track(chain, delta, tblk, sps, tx_meta["data_start_symbol"])
     timings["main_s"] = time.perf_counter() - t0
 
     # 7. calibration through the same filter and positions
@@ -261,7 +260,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     n0 = (n_shot - (n_el or 0.0)) if snu else 1.0
     if snu and n0 <= 0:
         raise ValueError("shot-noise variance not above electronic noise: bad calibration")
-    y *= rot / np.sqrt(n0)
+    kernels.rotate_linear(y, float(np.angle(rot)), 0.0, 1.0 / np.sqrt(n0))
     mask = np.isfinite(y)
     y[~mask] = 0
     v_el = (n_el / n0) if (snu and n_el is not None) else None
@@ -292,11 +291,22 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     return RxResult(y, mask, summary)
 
 
+def _shift_track(chain: _Chain, delta: np.ndarray, tblk: int, sps: int, data_start: int
+                 ) -> None:
+    """Move the symbol positions by the measured offsets (Bob samples per timing block)."""
+    centres = (np.arange(delta.size) + 0.5) * tblk
+    kn_sym = chain.track.knot_a / sps - data_start
+    shift = np.interp(kn_sym, centres, delta)
+    chain.track = ClockTrack(chain.track.knot_n + shift, chain.track.knot_a, chain.track.ratio,
+                             chain.track.residual_rms)
+
+
 def _main_pass(chain: _Chain, pos: np.ndarray, didx: np.ndarray, dx: np.ndarray, n_data: int,
                chunk: int, tblk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All data symbols at `pos` (Bob samples), in chunks; and per timing block of `tblk`
-    symbols the sums S(d) = sum y(pos + d) conj(x) over disclosed symbols for d = -1/2, 0, +1/2
-    sample, with the count of disclosed symbols. `didx` must be sorted (with `dx`)."""
+    """Data symbols at `pos` (Bob samples), in chunks; and per timing block of `tblk` symbols
+    the sums S(d) = sum y(pos + d) conj(x) over disclosed
+    symbols for d = -1/2, 0, +1/2 sample, with the count of disclosed symbols. `didx` must be
+    sorted (with `dx`)."""
     y = np.empty(n_data, dtype=np.complex128)
     nblk = (n_data + tblk - 1) // tblk
     sums3 = np.zeros((nblk, 3), dtype=np.complex128)
@@ -325,22 +335,19 @@ def _bin(b: np.ndarray, z: np.ndarray, n: int) -> np.ndarray:
     return (np.bincount(b[ok], z[ok].real, n) + 1j * np.bincount(b[ok], z[ok].imag, n))
 
 
-def _timing_offsets(sums3: np.ndarray, counts: np.ndarray, t_hat: complex) -> np.ndarray:
-    """Per-block timing offset (Bob samples) maximising the data-aided correlation: vertex of
-    the parabola through c(d) = Re(S(d) conj(t)) at d = -1/2, 0, +1/2; then a weighted linear
-    fit over the blocks (the pilot clock already follows fast wander)."""
-    c = (sums3 * np.conj(t_hat)).real
+def _timing_offsets(sums3: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Timing offset (Bob samples) maximising the data-aided correlation: per block the vertex
+    of the parabola through c(d) = Re(S(d) conj(S(0))) at d = -1/2, 0, +1/2 (each block its own
+    phase reference), then their weighted mean: a constant. Per-block values carry self-noise
+    from the unknown neighbouring symbols (about 0.09 sample per 1600 disclosed symbols at
+    SNR 0.4), far more than the pilot clock's slope error, so no slope is fitted here."""
+    c = (sums3 * np.conj(sums3[:, 1:2])).real
     den = c[:, 0] - 2 * c[:, 1] + c[:, 2]
     ok = (counts >= 50) & (den < 0)
-    delta = np.full(c.shape[0], np.nan)
-    delta[ok] = 0.5 * (c[ok, 0] - c[ok, 2]) / (2 * den[ok])
-    if ok.sum() >= 3:
-        idx = np.flatnonzero(ok)
-        coef = np.polyfit(idx, delta[ok], 1, w=np.sqrt(counts[ok]))
-        return np.polyval(coef, np.arange(c.shape[0]))
-    if ok.any():
-        return np.full(c.shape[0], float(np.average(delta[ok], weights=counts[ok])))
-    raise SyncError("too few disclosed symbols for the timing check")
+    if not ok.any():
+        raise SyncError("too few disclosed symbols for the timing check")
+    delta = 0.5 * (c[ok, 0] - c[ok, 2]) / (2 * den[ok])
+    return np.full(c.shape[0], float(np.average(delta, weights=counts[ok])))
 
 
 def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) -> None:
@@ -353,8 +360,7 @@ def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) ->
     idx = np.flatnonzero(ok)
     ph = np.unwrap(np.angle(s0[ok]))
     coef = np.polyfit((idx + 0.5) * tblk, ph, 1, w=np.sqrt(counts[ok]))
-    k = np.arange(y.size, dtype=np.float64)
-    y *= np.exp(-1j * (coef[0] * k))
+    kernels.rotate_linear(y, 0.0, -float(coef[0]), 1.0)
 
 
 def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, name: str

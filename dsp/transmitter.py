@@ -64,9 +64,9 @@ class TxConfig:
     pilots: tuple[Pilot, ...] = field(
         default_factory=lambda: (Pilot(125e6, 21.0), Pilot(45e6, 0.0))
     )
-    preamble_len: int = 509  # Zadoff-Chu length (odd; prime gives every root)
+    preamble_len: int = 1021  # Zadoff-Chu length (odd; prime gives every root)
     preamble_roots: tuple[int, int] = (7, 11)  # preamble, postamble
-    preamble_power_db: float = 10.0  # symbol power relative to data symbols (2 V_A)
+    preamble_power_db: float = 16.0  # symbol power relative to data symbols (2 V_A)
     guard_symbols: int = 32
     dac_bits: int = 14
     clip_probability: float = 1e-9  # per data sample and component

@@ -139,7 +139,12 @@ class Decoder:
     ) -> DecodeResult:
         """Decode frames: llr float (frames, n), syndrome 0/1 (frames, m).
 
-        LLRs at punctured positions are ignored (treated as 0); shortened bits are 0.
+        LLRs at punctured positions are ignored (treated as 0); shortened bits are 0. Frames
+        are decoded in groups of 8 (one SIMD vector); `threads` (1..64) share the groups, so
+        more than frames/8 threads do not help. `max_iter` bounds the layered passes; a frame
+        stops at the first pass after which its decisions match the syndrome. `simd` selects
+        the kernel build ("auto" = fastest this CPU runs; results depend on the build only
+        through rounding, and "portable" and "avx2" agree bit for bit).
         """
         code = self.code
         llr_arr = np.asarray(llr)

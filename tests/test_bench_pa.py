@@ -52,7 +52,8 @@ def test_cli_text_output_and_kernels(capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--bits", "12.5"], ["--bits", "10"], ["--bits", "1e7", "--ratio", "0"],
+    ["--bits", "12.5"], ["--bits", "10"], ["--bits", "inf"], ["--bits", "nan"],
+    ["--bits", "1e7", "--ratio", "0"], ["--bits", "1e7", "--ratio", "nan"],
     ["--bits", "1e7", "--ratio", "1.5"], ["--bits", "1e5", "--repeat", "0"],
     ["--bits", "1e5", "--distance-km", "-3"],
     ["--bits", "1e5", "--distance-km", "25"],  # too short a block for any key

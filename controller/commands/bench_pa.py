@@ -61,7 +61,7 @@ def link_output_bits(n_bits: int, distance_km: float) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.bits == int(args.bits) and 64 <= args.bits <= MAX_BITS):
+    if not (64 <= args.bits <= MAX_BITS and args.bits == int(args.bits)):
         raise UsageError(f"--bits must be an integer in [64, {MAX_BITS:.0e}], got {args.bits:g}")
     if args.repeat < 1:
         raise UsageError(f"--repeat must be >= 1, got {args.repeat}")

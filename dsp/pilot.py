@@ -75,14 +75,23 @@ def smoother_coefficient(q: float, r: float) -> float:
 def phase_statistics(x: np.ndarray, f1: float, avg: int = 16) -> tuple[float, float, float]:
     """Pilot power A^2, noise power per sample, and phase diffusion q per sample (rad^2).
 
-    x is shifted by f1, averaged in blocks of `avg` samples; the structure function of the block
-    phases D(L) = var(phi[m+L] - phi[m]) = q avg L + 2 r_b is fitted over lags L = 4..64 blocks.
+    x is shifted by f1, averaged in blocks of `avg` samples (only the longest run of blocks
+    where the pilot is present is used); the structure function of the block phases
+    D(L) = var(phi[m+L] - phi[m]) = q avg L + 2 r_b is fitted over lags L = 4..64 blocks.
     """
     n = (x.size // avg) * avg
     u = x[:n] * np.exp(-2j * np.pi * f1 * np.arange(n))
     pb = u.reshape(-1, avg).mean(axis=1)
+    # keep the longest run of blocks where the pilot is on (a one-shot player starts after the
+    # capture, so the first samples may be noise only, whose phase is not the pilot's)
+    on = np.abs(pb) ** 2 > 0.25 * np.median(np.abs(pb) ** 2)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], on.astype(np.int8), [0]))))
+    starts, ends = edges[0::2], edges[1::2]
+    j = int(np.argmax(ends - starts))
+    pb = pb[starts[j]:ends[j]]
+    xs = x[starts[j] * avg:ends[j] * avg]
     a2 = float(np.mean(np.abs(pb) ** 2))
-    noise = max(float(np.mean(np.abs(x[:n]) ** 2)) - a2, 1e-30)
+    noise = max(float(np.mean(np.abs(xs) ** 2)) - a2, 1e-30)
     ph = np.unwrap(np.angle(pb))
     lags = np.array([4, 8, 16, 24, 32, 48, 64])
     lags = lags[lags < pb.size // 4]

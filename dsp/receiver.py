@@ -104,7 +104,7 @@ class _Chain:
 def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx: np.ndarray,
             disclosed_x: np.ndarray, shot_iq: np.ndarray | None = None,
             elec_iq: np.ndarray | None = None, eta: float | None = None,
-            detection: str = "heterodyne", nco_hz: float = 0.0,
+            detection: str = "heterodyne", nco_hz: float = 0.0, if_hz: float = 0.0,
             config: RxConfig = RxConfig()) -> RxResult:
     """Run the receiver on one capture.
 
@@ -113,7 +113,9 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     symbols and Alice's values there (SNU), used for the lag check, timing check, phase and
     gain. shot_iq/elec_iq: calibration captures (LO only; LO off) in the same format; without
     them the output is in ADC units and `summary["snu"]` is False. eta: detector efficiency
-    (for the transmittance estimate). nco_hz: down-converter NCO frequency, if any.
+    (for the transmittance estimate). nco_hz: down-converter NCO frequency (in the ADC clock's
+    units); if_hz: nominal heterodyne IF (LO-to-laser detuning), so that the pilot is expected
+    at pilot + if_hz - nco_hz and the reported LO offset is the absolute error against if_hz.
     """
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
@@ -142,8 +144,8 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
 
     # 1-2. coarse pilot frequencies and statistics
     x0 = _complex(iq[: min(n, config.fft_len)])
-    f1_nom = (pilots[0]["freq_hz"] - nco_hz) / fs
-    f2_nom = (pilots[1]["freq_hz"] - nco_hz) / fs
+    f1_nom = (pilots[0]["freq_hz"] + if_hz - nco_hz) / fs
+    f2_nom = (pilots[1]["freq_hz"] + if_hz - nco_hz) / fs
     f1, f2, ratio = coarse_frequencies(x0, f1_nom, f2_nom, config.max_lo_offset_hz / fs,
                                        config.max_clock_ppm)
     if ratio < config.min_pilot_ratio:
@@ -266,7 +268,8 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     v_el = (n_el / n0) if (snu and n_el is not None) else None
     est = _estimates(y[disclosed_idx], disclosed_x, v_el, eta, detection)
     timings["total_s"] = time.perf_counter() - t_start
-    lo_hz = (f1 - nu1 * track.ratio) * fs + nco_hz
+    # absolute beat = (apparent + NCO) scaled by the ADC clock error; minus IF and pilot
+    lo_hz = (f1 * fs + nco_hz) * (r0 / track.ratio) - if_hz - pilots[0]["freq_hz"]
     summary = {
         "snu": snu,
         "n_symbols": int(n_data),

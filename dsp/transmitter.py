@@ -62,7 +62,7 @@ class TxConfig:
     # into the band as 1/f^2). Weak pilot: with the strong one, a clock reference (the
     # difference of their phases is free of laser phase noise).
     pilots: tuple[Pilot, ...] = field(
-        default_factory=lambda: (Pilot(125e6, 21.0), Pilot(45e6, 0.0))
+        default_factory=lambda: (Pilot(125e6, 19.0), Pilot(45e6, 0.0))
     )
     preamble_len: int = 1021  # Zadoff-Chu length (odd; prime gives every root)
     preamble_roots: tuple[int, int] = (7, 11)  # preamble, postamble

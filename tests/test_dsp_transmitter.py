@@ -64,7 +64,7 @@ def test_frame_recovers_symbols_and_respects_dac_budget():
     assert err < 1e-5  # quantisation + truncation, SNU per quadrature
     # pilot power relative to data per-sample power
     p1 = m["pilots"][0]
-    assert 10 * np.log10(p1["amplitude"] ** 2 / (2 * cfg.v_a / m["sps"])) == pytest.approx(21.0)
+    assert 10 * np.log10(p1["amplitude"] ** 2 / (2 * cfg.v_a / m["sps"])) == pytest.approx(19.0)
 
 
 def test_bad_config_rejected():

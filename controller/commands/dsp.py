@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tx_meta = meta["waveform"]
         fs = float(meta["rates"]["capture_sps"])
-        nco_shift = float(meta["ddc"]["nco_hz"]) - float(meta["link"].get("if_hz", 0.0))
+        nco_hz = float(meta["ddc"]["nco_hz"])
+        if_hz = float(meta["link"].get("if_hz", 0.0))
         eta = float(meta["link"]["eta"])
         detection = meta["link"].get("detection", "heterodyne")
     except (KeyError, TypeError) as exc:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     t_load = time.perf_counter() - t0
     try:
         res = receive(adc, tx_meta, fs, idx, alice[idx], np.asarray(shot), np.asarray(elec),
-                      eta=eta, detection=detection, nco_hz=nco_shift,
+                      eta=eta, detection=detection, nco_hz=nco_hz, if_hz=if_hz,
                       config=RxConfig(linewidth_hz=args.linewidth_hz))
     except SyncError as exc:
         summary = {"ok": False, "reason": exc.reason}

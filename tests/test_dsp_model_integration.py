@@ -1,0 +1,80 @@
+"""Integration: captures from the link model (`cvqkd sim capture`) through `cvqkd dsp`."""
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+from dsp_channel import chain_noise_gain
+
+from controller.cli import UsageError
+from controller.commands import dsp as dsp_cmd
+from controller.commands import sim as sim_cmd
+
+
+def _cli(module, argv):
+    p = argparse.ArgumentParser()
+    module.register(p.add_subparsers())
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+def _capture(path, seed, combined_linewidth_hz, **kw):
+    argv = ["sim", "capture", "--out", str(path), "--seed", str(seed), "--symbols", "100000",
+            "--distance-km", "25", "--va", "4", "--eta", "0.7", "--vel", "0.1", "--xi", "0.02",
+            "--linewidth-hz", str(combined_linewidth_hz / 2), "--lo-offset-hz", "50e6",
+            "--lo-drift-hz-per-s", "1e6", "--clock-ppm", str(kw.get("ppm", 20.0))]
+    assert _cli(sim_cmd, argv) == 0
+
+
+def _xi_added(d, summary):
+    """xi_hat(Bob) - xi_hat(genie) on the same noise, Bob in the model's exact SNU."""
+    meta = json.loads((d / "meta.json").read_text())
+    x = np.load(d / "alice_symbols.npy")
+    g = np.load(d / "genie_symbols.npy")
+    b = np.load(d / "bob_symbols.npy")
+    n0_true = meta["adc"]["shot_noise_rms_lsb_nominal"] ** 2 * chain_noise_gain(
+        summary["smoother_a"], summary["phase_pilot_cycles_per_sample"], 5, 0.2)
+    b = b * np.sqrt(summary["shot_noise_adc2"] / n0_true)
+    ok = np.isfinite(g)
+
+    def xi(y):
+        t = np.vdot(x[ok], y[ok]) / np.vdot(x[ok], x[ok]).real
+        var = np.mean(np.abs(y[ok] - t * x[ok]) ** 2) / 2
+        return (var - 1 - 0.1) / abs(t) ** 2
+    return xi(b) - xi(g)
+
+
+@pytest.mark.parametrize("lw, bound", [(1e3, 0.008), (10e3, 0.02)])
+def test_model_capture_reference_scenario(tmp_path, capsys, lw, bound):
+    d = tmp_path / "cap"
+    _capture(d, 11, lw)
+    assert _cli(dsp_cmd, ["dsp", "--in", str(d), "--json", "--disclose-fraction", "0.5"]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert summary["ok"] and summary["n_recovered"] == summary["n_symbols"] == 100000
+    assert np.load(d / "bob_mask.npy").all()
+    assert summary["clock_offset_ppm"] == pytest.approx(20.0, abs=0.1)
+    assert summary["lo_offset_hz"] == pytest.approx(50e6, abs=5e3)
+    assert summary["electronic_noise_snu"] == pytest.approx(0.1, abs=0.01)
+    assert summary["transmittance"] == pytest.approx(0.316, rel=0.05)
+    xi_add = _xi_added(d, summary)
+    assert -0.005 < xi_add < bound, xi_add
+
+
+def test_model_capture_without_signal_fails_cleanly(tmp_path, capsys):
+    d = tmp_path / "cap"
+    _capture(d, 12, 1e3, ppm=-5.0)
+    shutil.copy(d / "shot_noise.npy", d / "adc.npy")  # the switch left on BLOCKED
+    assert _cli(dsp_cmd, ["dsp", "--in", str(d), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["ok"] is False and out["reason"]
+    assert not (d / "bob_symbols.npy").exists()
+
+
+def test_bad_input_directory(tmp_path):
+    with pytest.raises(UsageError):
+        _cli(dsp_cmd, ["dsp", "--in", str(tmp_path)])
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(UsageError):
+        _cli(dsp_cmd, ["dsp", "--in", str(tmp_path)])

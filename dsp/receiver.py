@@ -41,7 +41,7 @@ class RxConfig:
     fft_len: int = 1 << 18  # coarse frequency / pilot statistics block
     pair_block: int = 1 << 14  # pilot-pair (clock) block
     search_samples: int = 1 << 20  # preamble search window from the capture start
-    chunk_symbols: int = 1 << 16
+    chunk_symbols: int = 1 << 15
     mf_half_span: int = 10  # matched filter truncated at +-10 symbols
     mf_phases: int = 1024  # fractional-delay resolution of the matched filter (1/1024 sample)
     linewidth_hz: float | None = None  # None: estimate from the pilot
@@ -222,8 +222,8 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     timings["sync_s"] = time.perf_counter() - t0
 
     # 5-6. main pass(es)
-    a_data = (tx_meta["data_start_symbol"] + np.arange(n_data)) * float(sps)
-    first, last = chain.track.bob(a_data[[0, -1]])
+    a0 = tx_meta["data_start_symbol"] * float(sps)
+    first, last = chain.track.bob(np.array([a0, a0 + (n_data - 1) * sps]))
     half = chain.half
     if not (np.isfinite(first) and np.isfinite(last)) or first - half < 0 or last + half >= n:
         raise SyncError("frame not fully captured (data outside the capture)")
@@ -235,9 +235,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     chunk = config.chunk_symbols
     while True:
         passes += 1
-        pos = chain.track.bob(a_data)
-        y, sums3, counts = _main_pass(chain, pos, didx, dx, n_data, chunk, tblk)
-        del pos
+        y, sums3, counts = _main_pass(chain, a0, sps, didx, dx, n_data, chunk, tblk)
         _, lag_z = confirm_lag(y, disclosed_idx, disclosed_x, config.max_lag,
                                  config.min_lag_z)
         t_hat = np.vdot(disclosed_x, y[disclosed_idx]) / np.vdot(disclosed_x, disclosed_x).real
@@ -304,12 +302,12 @@ def _shift_track(chain: _Chain, delta: np.ndarray, tblk: int, sps: int, data_sta
                              chain.track.residual_rms)
 
 
-def _main_pass(chain: _Chain, pos: np.ndarray, didx: np.ndarray, dx: np.ndarray, n_data: int,
-               chunk: int, tblk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Data symbols at `pos` (Bob samples), in chunks; and per timing block of `tblk` symbols
-    the sums S(d) = sum y(pos + d) conj(x) over disclosed
-    symbols for d = -1/2, 0, +1/2 sample, with the count of disclosed symbols. `didx` must be
-    sorted (with `dx`)."""
+def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarray,
+               n_data: int, chunk: int, tblk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Data symbols k at Alice sample a0 + k sps, i.e. Bob sample chain.track.bob(...), in
+    chunks; and per timing block of `tblk` symbols the sums S(d) = sum y(pos + d) conj(x) over
+    disclosed symbols for d = -1/2, 0, +1/2 sample, with the count of disclosed symbols.
+    `didx` must be sorted (with `dx`). Memory: the output plus one chunk's buffers."""
     y = np.empty(n_data, dtype=np.complex128)
     nblk = (n_data + tblk - 1) // tblk
     sums3 = np.zeros((nblk, 3), dtype=np.complex128)
@@ -317,7 +315,7 @@ def _main_pass(chain: _Chain, pos: np.ndarray, didx: np.ndarray, dx: np.ndarray,
     half = chain.half
     for k0 in range(0, n_data, chunk):
         k1 = min(n_data, k0 + chunk)
-        p = pos[k0:k1]
+        p = chain.track.bob(a0 + np.arange(k0, k1) * float(sps))
         lo, hi = int(np.floor(p[0])) - half - 1, int(np.ceil(p[-1])) + half + 2
         v, s0 = chain.corrected(lo, hi)
         y[k0:k1] = chain.sample(p, v, s0)
@@ -326,10 +324,11 @@ def _main_pass(chain: _Chain, pos: np.ndarray, didx: np.ndarray, dx: np.ndarray,
             sel, xc = didx[i0:i1], np.conj(dx[i0:i1])
             b = sel // tblk
             for col, d in ((0, -0.5), (2, 0.5)):
-                yd = chain.sample(pos[sel] + d, v, s0) * xc
+                yd = chain.sample(p[sel - k0] + d, v, s0) * xc
                 sums3[:, col] += _bin(b, yd, nblk)
             sums3[:, 1] += _bin(b, y[sel] * xc, nblk)
             counts += np.bincount(b, minlength=nblk)
+        del v
     return y, sums3, counts
 
 
@@ -366,26 +365,35 @@ def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) ->
     kernels.rotate_linear(y, 0.0, -float(coef[0]), 1.0)
 
 
-def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, name: str
-                          ) -> float | None:
+def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, name: str,
+                          chunk: int = 1 << 19) -> float | None:
     """Per-quadrature variance (ADC units^2) of a calibration capture through the same chain as
     the signal: the pilot smoother's subtraction (a linear filter 1 - H that also scales the
-    data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth) and the matched filter at one
-    position per symbol. The phase correction is left out: on the signal it is referenced to
-    the pilot (independent of the noise in the data band); here there is no pilot."""
+    data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth), the carrier shift and the
+    matched filter at one position per symbol, in chunks. The pilot-phase correction is left
+    out: on the signal it is referenced to the pilot (independent of the noise in the data
+    band); here there is no pilot, and rotating noise by its own smoothed phase reshapes it."""
     if iq is None:
         return None
     _check_iq(iq, name)
     taps = chain.table.shape[1]
-    if iq.shape[0] < 10 * taps + 2 * chain.margin:
+    n = iq.shape[0]
+    if n < 10 * taps + 2 * chain.margin:
         raise ValueError(f"{name} too short")
     cal = _Chain(iq, chain.f1, chain.a, chain.margin, chain.track, chain.cw / (2 * np.pi),
                  chain.table)
-    v, s0 = cal.corrected(0, iq.shape[0], rotate=False)
-    pos = np.arange(taps + chain.margin, v.size - taps - chain.margin, step)
-    y = cal.sample(pos, v, s0)
-    y -= y.mean()
-    return float(np.mean(np.abs(y) ** 2) / 2)
+    pos_all_lo, pos_all_hi = taps + chain.margin, n - taps - chain.margin
+    acc, acc2, cnt = 0j, 0.0, 0
+    for lo in range(pos_all_lo, pos_all_hi, chunk):
+        hi = min(lo + chunk, pos_all_hi)
+        v, s0 = cal.corrected(lo - taps, hi + taps, rotate=False)
+        pos = lo + np.arange(0.0, hi - lo, step)
+        y = cal.sample(pos, v, s0)
+        acc += y.sum()
+        acc2 += float(np.vdot(y, y).real)
+        cnt += y.size
+    mean = acc / cnt
+    return float((acc2 / cnt - abs(mean) ** 2) / 2)
 
 
 def _estimates(y: np.ndarray, x: np.ndarray, v_el: float | None, eta: float | None,

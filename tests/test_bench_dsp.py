@@ -1,0 +1,58 @@
+"""Benchmarks of the receiver chain (`make bench`): throughput and peak memory on a 10^6-symbol
+capture of the reference scenario from the test channel (5.03 M complex samples, 20 MB)."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from dsp.receiver import receive
+from dsp.transmitter import TxConfig, build_frame
+from dsp_channel import ChannelParams, run_channel
+
+N_DATA = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dspbench")
+    f = build_frame(TxConfig(), N_DATA, bytes(32), 1)
+    ch = run_channel(f.meta, f.symbols, ChannelParams(linewidth_hz=10e3))
+    for name in ("adc", "shot", "elec"):
+        np.save(d / f"{name}.npy", ch[name])
+    idx = np.arange(0, N_DATA, 10)
+    return {"dir": d, "meta": f.meta, "idx": idx, "x": f.symbols[idx]}
+
+
+def _run(c):
+    d = c["dir"]
+    adc = np.load(d / "adc.npy", mmap_mode="r")
+    shot = np.load(d / "shot.npy", mmap_mode="r")
+    elec = np.load(d / "elec.npy", mmap_mode="r")
+    return receive(adc, c["meta"], 500e6, c["idx"], c["x"], shot, elec, eta=0.7), adc
+
+
+@pytest.mark.benchmark
+def test_bench_receiver_throughput(benchmark, capture):
+    _run(capture)  # compile / warm the numba cache outside the timing
+    res, adc = benchmark.pedantic(_run, args=(capture,), rounds=3, iterations=1)
+    msps = adc.shape[0] / benchmark.stats.stats.min / 1e6
+    benchmark.extra_info["M_samples_per_s"] = msps
+    benchmark.extra_info["timings_s"] = res.summary["timings_s"]
+    assert res.mask.all()
+
+
+@pytest.mark.benchmark
+def test_bench_receiver_peak_memory(benchmark, capture):
+    _run(capture)
+
+    def measured():
+        tracemalloc.start()
+        res, adc = _run(capture)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak / adc.nbytes
+
+    ratio = benchmark.pedantic(measured, rounds=1, iterations=1)
+    benchmark.extra_info["peak_over_capture"] = ratio
+    assert ratio <= 2.0

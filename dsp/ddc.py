@@ -32,28 +32,31 @@ def lowpass(decim: int, pass_frac: float = 0.8, atten_db: float = 80.0) -> np.nd
 @nb.njit(cache=True, fastmath=True)
 def _ddc(x: np.ndarray, n0: int, f: float, h: np.ndarray, decim: int, gain: float,
          out: np.ndarray) -> int:
-    """out[m] = gain sum_k h[k] x[D m + L - 1 - k] exp(-j 2 pi f (n0 + D m + L - 1 - k)),
-    for every m with a full window in x; returns the count. The NCO phase is exact per output
-    (integer-reduced) and advanced by a recurrence across the window."""
+    """out[m] = gain sum_j x[D m + j] h[L - 1 - j] exp(-j 2 pi f (n0 + D m + j)) for every m
+    with a full window in x; returns the count. The NCO is split into the window's start
+    (exact, integer-reduced phase) and a fixed complex tap set g[j] = h[L-1-j] e^(-j 2 pi f j),
+    so each tap costs two real multiply-adds."""
     taps = h.size
     m_out = (x.size - taps) // decim + 1
-    step = complex(np.cos(2 * np.pi * f), np.sin(2 * np.pi * f))  # rotation per input sample
+    gr = np.empty(taps)
+    gi = np.empty(taps)
+    for j in range(taps):
+        gr[j] = h[taps - 1 - j] * np.cos(2 * np.pi * f * j)
+        gi[j] = -h[taps - 1 - j] * np.sin(2 * np.pi * f * j)
     lim = 32767.0
     for m in range(m_out):
         start = decim * m
-        ph = -2.0 * np.pi * ((f * (n0 + start)) % 1.0)
-        rot = complex(np.cos(ph), np.sin(ph))
         re = 0.0
         im = 0.0
-        for j in range(taps):  # sample start + j carries tap h[taps - 1 - j]
-            w = h[taps - 1 - j] * x[start + j]
-            re += w * rot.real
-            im += w * rot.imag
-            rot *= step.conjugate()
-        re = max(-lim, min(lim, np.round(re * gain)))
-        im = max(-lim, min(lim, np.round(im * gain)))
-        out[m, 0] = np.int16(re)
-        out[m, 1] = np.int16(im)
+        for j in range(taps):
+            re += x[start + j] * gr[j]
+            im += x[start + j] * gi[j]
+        ph = -2.0 * np.pi * ((f * (n0 + start)) % 1.0)
+        c, s = np.cos(ph), np.sin(ph)
+        yr = (re * c - im * s) * gain
+        yi = (re * s + im * c) * gain
+        out[m, 0] = np.int16(max(-lim, min(lim, np.round(yr))))
+        out[m, 1] = np.int16(max(-lim, min(lim, np.round(yi))))
     return m_out
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,15 +171,18 @@ def run_capture(args: argparse.Namespace) -> int:
         statuses[name] = model.status().__dict__
     model.set_frontend(FrontEnd(voa_db=voa_db))
     t_play = model.now_s
+    np.save(out / "dac.npy", wf.iq, allow_pickle=False)
+    np.save(out / "alice_symbols.npy", wf.symbols.astype(np.complex128), allow_pickle=False)
     model.load_dac(wf.iq, cyclic=False)
     model.request_ground_truth(wf.grid)
+    pilots = _pilots(wf)
+    # the files and the model hold what is needed: free the waveform's big arrays
+    wf = replace(wf, iq=np.empty((0, 2), np.int16), symbols=np.empty(0, np.complex128))
     model.advance(max(0.0, cfg.delay_s - GUARD_S))
     _record(model, AdcSettings(n_samples=n_sig, nco_hz=nco, decimation=decim), out / "adc.npy")
     statuses["signal"] = model.status().__dict__
     truth = model.ground_truth()
     genie = truth.genie
-    np.save(out / "dac.npy", wf.iq, allow_pickle=False)
-    np.save(out / "alice_symbols.npy", wf.symbols.astype(np.complex128), allow_pickle=False)
     np.save(out / "genie_symbols.npy", genie.symbols.astype(np.complex128), allow_pickle=False)
     np.savez(out / "truth.npz", sample_index=truth.sample_index, phase_rad=truth.phase_rad,
              tx_position=truth.tx_position, symbol_position=genie.position,
@@ -201,7 +205,7 @@ def run_capture(args: argparse.Namespace) -> int:
         "symbol_rate": args.symbol_rate,
         "samples_per_symbol": {"player": wf.grid.sps,
                                "capture_nominal": fs_cap / args.symbol_rate},
-        "pilots": _pilots(wf),
+        "pilots": pilots,
         "waveform": wf.params,
         "frontend": {"voa_db": voa_db},
         "trigger_after_player_start_s": truth.trigger_time_s - t_play,

@@ -19,10 +19,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.signal import oaconvolve
 
 from fpga_bindings.model.resample import HALF, resample
+
+_MF_BLOCK = 1 << 20  # output samples per matched-filter block
 
 
 @dataclass(frozen=True)
@@ -63,36 +66,76 @@ class GroundTruth:
     fs_out: float  # output sample rate on the DAC clock's time axis, samples/s
     trigger_time_s: float  # model time of the trigger
     genie: GenieSymbols | None = None
-    phase_fine: np.ndarray | None = None  # true beat phase at EVERY output sample, rad
-    #   (float64; only with ground truth requested: between grid points the lasers' phase
-    #   is a Brownian bridge that `phase_rad` interpolated linearly would miss)
+    bridge: np.ndarray | None = None  # float32 per output sample: laser phase between the
+    #   grid points (rad), recorded when a symbol grid was requested
+    remote_tx_phase: np.ndarray | None = None  # two-board topology: Alice's laser phase per
+    #   player sample (it travelled inside the field)
+
+    @property
+    def phase_fine(self) -> np.ndarray:
+        """True beat phase at EVERY output sample, rad (float64; computed on demand). Between
+        grid points the lasers' phase is a Brownian bridge that `phase_rad` interpolated
+        linearly would miss."""
+        if self.bridge is None:
+            raise ValueError("phase_fine needs a capture with request_ground_truth(grid)")
+        n = len(self.bridge)
+        out = np.empty(n)
+        if self.remote_tx_phase is not None:  # phase_rad holds it at the grid points only
+            idx = np.arange(len(self.remote_tx_phase))
+            tx_grid = np.interp(self.tx_position, idx, self.remote_tx_phase)
+        for b in range(0, n, 1 << 20):
+            k = np.arange(b, min(b + (1 << 20), n))
+            out[k] = np.interp(k, self.sample_index, self.phase_rad) + self.bridge[k]
+            if self.remote_tx_phase is not None:
+                out[k] += (np.interp(self.u0 + self.du * k, idx, self.remote_tx_phase)
+                           - np.interp(k, self.sample_index, tx_grid))
+        return out
 
 
-def _projections(field: np.ndarray, cyclic: bool, pulse: np.ndarray,
-                 peaks: np.ndarray) -> np.ndarray:
-    """a_k = sum_j pulse[j] field[peak_k - c + j] (c = centre tap), zero outside if one-shot."""
-    n = len(field)
-    c = len(pulse) // 2
-    offs = np.arange(len(pulse)) - c
+@numba.njit(cache=True)
+def _project_kernel(fr: np.ndarray, fi: np.ndarray, halo: int, n: int, cyclic: bool,
+                    pulse: np.ndarray, peaks: np.ndarray, subcarrier: float,
+                    out: np.ndarray) -> None:
+    c = pulse.shape[0] // 2
+    rot = complex(math.cos(-2.0 * math.pi * subcarrier), math.sin(-2.0 * math.pi * subcarrier))
+    for k in range(peaks.shape[0]):
+        m0 = peaks[k] - c
+        ph0 = -2.0 * math.pi * ((subcarrier * m0) % 1.0)
+        car = complex(math.cos(ph0), math.sin(ph0))
+        acc = 0j
+        for j in range(pulse.shape[0]):
+            m = m0 + j
+            if cyclic:
+                m %= n
+            if 0 <= m < n:
+                acc += pulse[j] * car * complex(fr[m + halo], fi[m + halo])
+            car *= rot
+        out[k] = acc
+
+
+def _projections(fr: np.ndarray, fi: np.ndarray, halo: int, n: int, cyclic: bool,
+                 pulse: np.ndarray, peaks: np.ndarray, subcarrier: float = 0.0) -> np.ndarray:
+    """a_k = sum_j pulse[j] field[m] exp(-i 2 pi subcarrier m), m = peak_k - c + j (c = centre
+    tap; field = fr + i fi, each padded by `halo`, length n; the index taken modulo n if
+    cyclic, zero outside if one-shot; a cyclic waveform with a subcarrier must hold whole
+    subcarrier cycles)."""
     out = np.empty(len(peaks), np.complex128)
-    for b in range(0, len(peaks), 16384):
-        idx = peaks[b:b + 16384, None] + offs[None, :]
-        if cyclic:
-            vals = field[idx % n]
-        else:
-            inside = (idx >= 0) & (idx < n)
-            vals = np.where(inside, field[np.clip(idx, 0, n - 1)], 0)
-        out[b:b + 16384] = vals @ pulse
+    _project_kernel(fr, fi, int(halo), int(n), bool(cyclic),
+                    np.ascontiguousarray(pulse, dtype=np.float64),
+                    np.ascontiguousarray(peaks, dtype=np.int64), float(subcarrier), out)
     return out
 
 
-def ideal_receiver(grid: SymbolGrid, field: np.ndarray, cyclic: bool, zrot: np.ndarray,
+def ideal_receiver(grid: SymbolGrid, fr: np.ndarray, fi: np.ndarray, halo: int,
+                   n_field: int, cyclic: bool, zrot: np.ndarray,
                    u0: float, du: float, psi_index: np.ndarray, psi: np.ndarray,
                    detection: str, signal_gain: Callable[[np.ndarray], np.ndarray]
                    ) -> GenieSymbols:
-    """The ideal receiver's quadratures for every symbol of `grid` captured completely."""
+    """The ideal receiver's quadratures for every symbol of `grid` captured completely.
+
+    The emitted field is fr + i fi (float32, padded by `halo`, n_field samples); zrot is the
+    de-rotated detection noise of the capture (complex64, SNU; modified in place)."""
     pulse = np.asarray(grid.pulse, dtype=np.float64)
-    n_field = len(field)
     n_out = len(zrot)
     c = len(pulse) // 2
     half_mf = math.ceil((c + HALF) / du)
@@ -108,17 +151,22 @@ def ideal_receiver(grid: SymbolGrid, field: np.ndarray, cyclic: bool, zrot: np.n
     valid = (pos >= margin) & (pos <= n_out - 1 - margin)
     if grid.subcarrier and detection != "heterodyne":
         raise ValueError("ideal receiver: a symbol subcarrier needs heterodyne detection")
-    base = field.astype(np.complex128)
-    if grid.subcarrier:  # back to baseband on the waveform's own sample index
-        base *= np.exp(-2j * np.pi * grid.subcarrier * np.arange(n_field))
-        zrot = zrot * np.exp(-2j * np.pi * grid.subcarrier * (u0 + du * np.arange(n_out)))
-    a = _projections(base, cyclic, pulse, peaks)
+    a = _projections(fr, fi, halo, n_field, cyclic, pulse, peaks, grid.subcarrier)
+    if grid.subcarrier:  # the noise back to baseband too (in place, in blocks: memory)
+        for b in range(0, n_out, 1 << 20):
+            k = np.arange(b, min(b + (1 << 20), n_out))
+            zrot[b:b + len(k)] *= np.exp(-2j * np.pi * grid.subcarrier * (u0 + du * k)).astype(
+                np.complex64)
     # matched filter on the output grid: the continuous pulse sampled every du player samples
-    taps = resample(pulse, c + du * np.arange(-half_mf, half_mf + 1)).real.astype(np.float64)
-    taps *= math.sqrt(du)
-    mf = oaconvolve(zrot.astype(np.complex128), taps[::-1], mode="same")
+    taps = resample(pulse, c + du * np.arange(-half_mf, half_mf + 1)).real.astype(np.float32)
+    taps *= np.float32(math.sqrt(du))
     z = np.full(len(pos), np.nan + 0j)
-    z[valid] = resample(mf, pos[valid])
+    overlap = half_mf + HALF + 2
+    for b in range(0, n_out, _MF_BLOCK):  # in blocks with overlap: memory O(block)
+        lo, hi = max(0, b - overlap), min(n_out, b + _MF_BLOCK + overlap)
+        mf = oaconvolve(zrot[lo:hi].astype(np.complex64, copy=False), taps[::-1], mode="same")
+        sel = valid & (pos >= b) & (pos < b + _MF_BLOCK)
+        z[sel] = resample(mf, pos[sel] - lo)
     angle = np.interp(pos, psi_index, psi)
     g = np.zeros(len(pos))
     g[valid] = signal_gain(pos[valid])

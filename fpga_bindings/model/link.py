@@ -145,7 +145,7 @@ class LinkConfig:
 class _Player:
     """The loaded DAC waveform as the field at the modulator output (SNU per player sample)."""
 
-    field: np.ndarray  # complex64, unpadded
+    n: int  # waveform length, player samples
     fr: np.ndarray  # padded real part, float32
     fi: np.ndarray  # padded imaginary part, float32
     cyclic: bool
@@ -154,12 +154,21 @@ class _Player:
     remote_tx_phase: np.ndarray | None = None  # two-board topology: the field came through
     #   the fibre with Alice's VOA and laser phase applied; her laser phase (ground truth)
 
+    def field(self) -> np.ndarray:
+        """The unpadded field, complex64 (a new array)."""
+        out = np.empty(self.n, np.complex64)
+        out.real = self.fr[HALF:HALF + self.n]
+        out.imag = self.fi[HALF:HALF + self.n]
+        return out
+
 
 def _make_player(field: np.ndarray, cyclic: bool, start_s: float,
                  remote_tx_phase: np.ndarray | None = None) -> _Player:
-    padded = pad(field, cyclic, HALF)
-    return _Player(field, np.ascontiguousarray(padded.real), np.ascontiguousarray(padded.imag),
-                   bool(cyclic), start_s, float(np.mean(np.abs(field) ** 2)), remote_tx_phase)
+    fr = pad(field.real, cyclic, HALF, np.float32)
+    fi = pad(field.imag, cyclic, HALF, np.float32)
+    power = float(np.mean(fr[HALF:len(fr) - HALF] ** 2, dtype=np.float64)
+                  + np.mean(fi[HALF:len(fi) - HALF] ** 2, dtype=np.float64))
+    return _Player(len(field), fr, fi, bool(cyclic), start_s, power, remote_tx_phase)
 
 
 class LinkModel:
@@ -200,9 +209,11 @@ class LinkModel:
             raise ValueError("load_dac: need a non-empty int16 array of shape (n, 2)")
         drop = 16 - self.config.profile.dac_bits
         q = (iq >> drop) << drop  # arithmetic shift: truncation to the converter's bits
-        scale = self.config.dac_fs_snu / DAC_CODE_FULL_SCALE
-        field = (q[:, 0].astype(np.float32) + 1j * q[:, 1].astype(np.float32)) * scale
-        self._player = _make_player(field.astype(np.complex64), cyclic, self._now)
+        scale = np.float32(self.config.dac_fs_snu / DAC_CODE_FULL_SCALE)
+        field = np.empty(len(q), np.complex64)
+        field.real = q[:, 0] * scale
+        field.imag = q[:, 1] * scale
+        self._player = _make_player(field, cyclic, self._now)
 
     def set_frontend(self, frontend: FrontEnd) -> None:
         if not frontend.voa_db >= 0.0:
@@ -375,13 +386,12 @@ class LinkModel:
         player = self._player
         if player is not None:
             u0 = (t_trig - c.delay_s - player.start_s) * fs_tx
-            fr, fi, n_field, cyclic = player.fr, player.fi, len(player.field), player.cyclic
-            field = player.field
+            fr, fi, n_field, cyclic = player.fr, player.fi, player.n, player.cyclic
             if self._attack is not None:  # Eve acts on the field at the channel input
                 a_voa = math.sqrt(self._voa_power())
-                field = (self._attack.apply(field * a_voa, cyclic) / a_voa).astype(np.complex64)
-                padded = pad(field, cyclic, HALF)
-                fr, fi = np.ascontiguousarray(padded.real), np.ascontiguousarray(padded.imag)
+                field = self._attack.apply(player.field() * a_voa, cyclic) / a_voa
+                fr = pad(field.real, cyclic, HALF, np.float32)
+                fi = pad(field.imag, cyclic, HALF, np.float32)
         else:
             u0 = 0.0
             fr = fi = np.zeros(2 * HALF + 1, np.float32)
@@ -430,12 +440,12 @@ class LinkModel:
             self._now = t_trig + max(start + m, grid * (need - 1)) * dt
             yield out if ncol == 2 else out[:, 0]
         self._finish(plan, t_trig, u0, du, np.concatenate(psi_parts), clips,
-                     zrot_all if want_truth else None, field if player is not None else None,
+                     zrot_all if want_truth else None, (fr, fi, n_field),
                      fine_all if want_truth else None)
 
     def _finish(self, plan: dict, t_trig: float, u0: float, du: float, psi: np.ndarray,
-                clips: int, zrot: np.ndarray | None, field: np.ndarray | None,
-                fine: np.ndarray | None) -> None:
+                clips: int, zrot: np.ndarray | None,
+                emitted: tuple[np.ndarray, np.ndarray, int], fine: np.ndarray | None) -> None:
         c = self.config
         fe = self._frontend
         t_end = self._now
@@ -456,18 +466,18 @@ class LinkModel:
         )
         sample_index = c.phase_grid * np.arange(len(psi), dtype=np.int64)
         tx_position = u0 + du * sample_index
-        phase_fine = None
-        if fine is not None:  # grid trajectory plus the bridge between the grid points
-            phase_fine = np.interp(np.arange(len(fine)), sample_index, psi) + fine
+        fr, fi, n_field = emitted
         remote_phase = None if self._player is None else self._player.remote_tx_phase
         if remote_phase is not None:  # Alice's laser phase travelled inside the field
             idx = np.arange(len(remote_phase))
             psi = psi + np.interp(tx_position, idx, remote_phase)
-            if zrot is not None:
+            if zrot is not None:  # the ideal receiver removes it too
                 tx_fine = np.interp(u0 + du * np.arange(len(zrot)), idx, remote_phase)
-                zrot = zrot * np.exp(-1j * tx_fine)
-                phase_fine = phase_fine + tx_fine
-                field = field * np.exp(-1j * remote_phase)
+                zrot = zrot * np.exp(-1j * tx_fine.astype(np.float32))
+                rot = np.exp(-1j * remote_phase.astype(np.float32))
+                field = (fr[HALF:HALF + n_field] + 1j * fi[HALF:HALF + n_field]) * rot
+                fr = pad(field.real, False, HALF, np.float32)
+                fi = pad(field.imag, False, HALF, np.float32)
         genie = None
         if zrot is not None:
             dt = 1.0 / plan["fs_out"]
@@ -480,10 +490,11 @@ class LinkModel:
                 return vals[np.searchsorted(np.array(cuts), t, side="right")]
 
             genie = ideal_receiver(
-                grid=self._symbol_grid, field=field, cyclic=self._player.cyclic,
+                grid=self._symbol_grid, fr=fr, fi=fi, halo=HALF, n_field=n_field,
+                cyclic=self._player.cyclic,
                 zrot=zrot, u0=u0, du=du, psi_index=sample_index, psi=psi,
                 detection=c.detection, signal_gain=gain)
         self._truth = GroundTruth(
             sample_index=sample_index, phase_rad=psi, tx_position=tx_position,
             u0=u0, du=du, fs_out=plan["fs_out"], trigger_time_s=t_trig, genie=genie,
-            phase_fine=phase_fine)
+            bridge=fine, remote_tx_phase=remote_phase)

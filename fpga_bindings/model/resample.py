@@ -155,15 +155,16 @@ def interp_uniform(fr: np.ndarray, fi: np.ndarray, halo: int, n: int, cyclic: bo
         k += run
 
 
-def pad(seq: np.ndarray, cyclic: bool, halo: int = HALF) -> np.ndarray:
-    """Pad a complex sequence with `halo` samples each side: wrapped (cyclic) or zeros."""
-    seq = np.asarray(seq, dtype=np.complex64)
-    if cyclic:
-        reps = -(-halo // len(seq)) + 1  # enough copies for sequences shorter than the halo
-        tiled = np.tile(seq, reps)
-        return np.concatenate([tiled[len(tiled) - halo:], seq, tiled[:halo]])
-    z = np.zeros(halo, np.complex64)
-    return np.concatenate([z, seq, z])
+def pad(seq: np.ndarray, cyclic: bool, halo: int = HALF, dtype=np.complex64) -> np.ndarray:
+    """Pad a sequence with `halo` samples each side: wrapped (cyclic) or zeros; as `dtype`."""
+    seq = np.asarray(seq, dtype=dtype)
+    if not cyclic:
+        z = np.zeros(halo, dtype)
+        return np.concatenate([z, seq, z])
+    if len(seq) < halo:  # enough copies for sequences shorter than the halo
+        seq_t = np.tile(seq, -(-halo // len(seq)) + 1)
+        return np.concatenate([seq_t[len(seq_t) - halo:], seq, seq_t[:halo]])
+    return np.concatenate([seq[len(seq) - halo:], seq, seq[:halo]])
 
 
 def resample(seq: np.ndarray, positions: np.ndarray, cyclic: bool = False) -> np.ndarray:

@@ -90,8 +90,10 @@ def phase_statistics(x: np.ndarray, f1: float, avg: int = 16) -> tuple[float, fl
     j = int(np.argmax(ends - starts))
     pb = pb[starts[j]:ends[j]]
     xs = x[starts[j] * avg:ends[j] * avg]
-    a2 = float(np.mean(np.abs(pb) ** 2))
-    noise = max(float(np.mean(np.abs(xs) ** 2)) - a2, 1e-30)
+    # mean |pb|^2 = A^2 + sigma^2 / avg (white noise), mean |x|^2 = A^2 + sigma^2
+    m_pb, m_x = float(np.mean(np.abs(pb) ** 2)), float(np.mean(np.abs(xs) ** 2))
+    a2 = max((avg * m_pb - m_x) / (avg - 1), 1e-30)
+    noise = max(m_x - a2, 1e-30)
     ph = np.unwrap(np.angle(pb))
     lags = np.array([4, 8, 16, 24, 32, 48, 64])
     lags = lags[lags < pb.size // 4]

@@ -256,6 +256,24 @@ class LinkModel:
         self._fibre = receiver
         self._player = None
 
+    def set_attack(self, attack) -> None:
+        """Install an attack on the channel (see `fpga_bindings.model.attacks`): from the next
+        capture on, every capture sees a freshly attacked copy of the field at the channel
+        input (after the VOA). None removes it."""
+        self._attack = attack
+
+    def request_ground_truth(self, grid: SymbolGrid | None) -> None:
+        """Ask the next captures to compute the ideal receiver's quadratures for this symbol
+        grid (test/simulation only; costs 12 bytes of memory per captured sample)."""
+        self._symbol_grid = grid
+
+    def ground_truth(self) -> GroundTruth:
+        """Ground truth of the last capture (phase and clock trajectories, genie symbols)."""
+        if self._truth is None:
+            raise RuntimeError("no capture has completed yet")
+        return self._truth
+
+    # ---- internals -------------------------------------------------------------------------
     def _remote(self) -> bool:
         return self._fibre is not None
 
@@ -272,24 +290,6 @@ class LinkModel:
         field, tx_phase = self._fibre.field()
         self._player = (_make_player(field, False, t0, tx_phase) if len(field) else None)
 
-    def set_attack(self, attack) -> None:
-        """Install an attack on the channel (see `fpga_bindings.model.attacks`): from the next
-        capture on, every capture sees a freshly attacked copy of the field at the channel
-        input (after the VOA). None removes it."""
-        self._attack = attack
-
-    def request_ground_truth(self, grid: SymbolGrid | None) -> None:
-        """Ask the next captures to compute the ideal receiver's quadratures for this symbol
-        grid (test/simulation only; costs memory of 8 bytes per captured sample)."""
-        self._symbol_grid = grid
-
-    def ground_truth(self) -> GroundTruth:
-        """Ground truth of the last capture (phase and clock trajectories, genie symbols)."""
-        if self._truth is None:
-            raise RuntimeError("no capture has completed yet")
-        return self._truth
-
-    # ---- internals -------------------------------------------------------------------------
     def _beat_hz(self, t: float) -> float:
         c = self.config
         return c.if_hz + c.lo_offset_hz + c.lo_drift_hz_per_s * t + self._faults.lo_freq_hz(t)

@@ -12,6 +12,7 @@ from model_support import capture, estimate_t_xi, literal_ideal_receiver, run_wa
 
 from fpga_bindings.model.link import LinkConfig, LinkModel
 from fpga_bindings.model.link_api import AdcMode, AdcSettings, FrontEnd, OpticalSwitch
+from fpga_bindings.model.simple_tx import required_voa_db
 
 Z = 5.0  # tolerance in standard errors
 
@@ -223,3 +224,45 @@ def test_same_seed_same_capture_and_different_seed_differs():
         return capture(m, 4096)
     assert np.array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
+
+
+def test_nco_runs_on_the_adc_clock():
+    """With the NCO at the IF, a clock offset leaves a residual beat of -f_nco ppm 1e-6."""
+    ppm = 3.0
+    cfg = LinkConfig(seed=91, clock_ppm=ppm, lo_offset_hz=0.0, tx_linewidth_hz=0.0,
+                     lo_linewidth_hz=0.0)
+    model = LinkModel(cfg)
+    model.set_frontend(FrontEnd(switch=OpticalSwitch.BLOCKED))
+    capture(model, 1 << 16)
+    truth = model.ground_truth()
+    t = truth.trigger_time_s + truth.sample_index / truth.fs_out
+    slope = np.polyfit(t, truth.phase_rad, 1)[0] / (2 * np.pi)
+    assert slope == pytest.approx(-cfg.if_hz * ppm * 1e-6, rel=1e-6)
+
+
+@pytest.mark.parametrize("decimation", [4, 16])
+def test_other_decimations_keep_the_snu_scaling(decimation):
+    """Noise per sample scales with the bandwidth (1/D); the ideal receiver still measures T."""
+    cfg = LinkConfig(seed=93, distance_km=10.0, xi=0.05, tx_linewidth_hz=0.0,
+                     lo_linewidth_hz=0.0)
+    d0 = cfg.profile.default_decimation
+    model = LinkModel(cfg)
+    model.set_frontend(FrontEnd(switch=OpticalSwitch.BLOCKED))
+    n = 1 << 18
+    x = capture(model, n, decimation=decimation).astype(float) / cfg.rx_gain_lsb
+    want = (1 + cfg.v_el) * d0 / decimation
+    assert abs(x.var(axis=0) / want - 1).max() < Z * math.sqrt(2 / n)
+    wf = waveform(cfg, 20_000)
+    model = LinkModel(cfg)
+    model.set_frontend(FrontEnd(voa_db=required_voa_db(wf.quad_per_lsb, cfg.dac_fs_snu)))
+    model.load_dac(wf.iq, cyclic=False)
+    model.request_ground_truth(wf.grid)
+    model.advance(cfg.delay_s - 1e-6)
+    capture(model, int(len(wf.iq) * d0 / decimation) + 4000, decimation=decimation)
+    y, a = model.ground_truth().genie.symbols, wf.symbols
+    assert model.ground_truth().du == pytest.approx(decimation / d0)
+    big_t, xi, sd_t, sd_xi = estimate_t_xi(np.concatenate([a.real, a.imag]),
+                                           np.concatenate([y.real, y.imag]), cfg.eta, cfg.v_el,
+                                           0.5)
+    assert abs(big_t - cfg.fibre_transmittance) < Z * sd_t
+    assert abs(xi - cfg.xi) < Z * sd_xi

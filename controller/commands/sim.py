@@ -31,8 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="output directory (created; must be empty if it exists)")
     p.add_argument("--board", default="rfsoc4x2", help="board profile (default %(default)s)")
-    p.add_argument("--distance-km", type=float, default=25.0, metavar="L")
-    p.add_argument("--loss-db-per-km", type=float, default=0.2, metavar="A")
+    p.add_argument("--distance-km", type=float, default=25.0, metavar="L",
+                   help="fibre length, km (default %(default)s)")
+    p.add_argument("--loss-db-per-km", type=float, default=0.2, metavar="A",
+                   help="fibre attenuation, dB/km (default %(default)s)")
     p.add_argument("--xi", type=float, default=0.01, metavar="XI",
                    help="excess noise referred to the channel input, SNU (default %(default)s)")
     p.add_argument("--va", type=float, default=4.0, metavar="V",
@@ -47,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "heterodyne, 0 homodyne)")
     p.add_argument("--lo-offset-hz", type=float, default=1e6, metavar="HZ",
                    help="beat frequency error against the nominal IF, Hz (default %(default)s)")
-    p.add_argument("--lo-drift-hz-per-s", type=float, default=0.0, metavar="R")
+    p.add_argument("--lo-drift-hz-per-s", type=float, default=0.0, metavar="R",
+                   help="linear drift of the beat frequency, Hz/s")
     p.add_argument("--clock-ppm", type=float, default=0.0, metavar="P",
                    help="ADC clock offset against the DAC clock, ppm")
     p.add_argument("--jitter-s", type=float, default=0.0, metavar="S",
@@ -55,10 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--waveform", choices=("dsp", "simple"), default=None,
                    help="transmitter waveform: dsp.transmitter's frame (default, heterodyne) "
                         "or the model's simple RRC + one pilot (default for homodyne)")
-    p.add_argument("--symbols", type=int, default=100_000, metavar="N")
+    p.add_argument("--symbols", type=int, default=100_000, metavar="N",
+                   help="data symbols (default %(default)s)")
     p.add_argument("--symbol-rate", type=float, default=100e6, metavar="HZ",
                    help="symbols/s; the player rate must be an integer multiple")
-    p.add_argument("--rolloff", type=float, default=0.2, help="RRC roll-off")
+    p.add_argument("--rolloff", type=float, default=0.2, help="RRC roll-off (default 0.2)")
     p.add_argument("--pilot-hz", type=float, default=100e6, metavar="HZ",
                    help="--waveform simple: pilot offset from the carrier, Hz")
     p.add_argument("--pilot-snu", type=float, default=4.0, metavar="A",

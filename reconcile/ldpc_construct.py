@@ -62,20 +62,44 @@ class BaseGraph:
 
 
 def base_graph(ens: MetEnsemble, seed: int, max_rounds: int = 1000) -> BaseGraph:
-    """Configuration-model base graph of the ensemble without parallel edges."""
+    """Configuration-model base graph of the ensemble without parallel edges.
+
+    Variables with exactly two edges of a type are first laid out as a path through that
+    type's checks (in seeded order; at most checks - 1 of them), as in the accumulator of
+    IRA codes: a cycle through such variables alone would be a low-weight codeword (the
+    core-weight-L cycle costs only L (1 + other degree) bits), and a path has none. The rest of
+    the sockets are matched at random.
+    """
     vdeg = np.array([v.degrees for v in ens.var_types], dtype=np.int64)
     cdeg = np.array([c.degrees for c in ens.check_types], dtype=np.int64)
     vtype = np.repeat(np.arange(len(ens.var_types)), [v.count for v in ens.var_types])
     ctype = np.repeat(np.arange(len(ens.check_types)), [c.count for c in ens.check_types])
-    checks, vars_, types = [], [], []
+    checks, vars_, types, fixed = [], [], [], []
     for t in range(ens.edge_types):
-        vs = np.repeat(np.arange(vtype.size), vdeg[vtype, t])
-        cs = np.repeat(np.arange(ctype.size), cdeg[ctype, t])
+        vdeg_t, cap = vdeg[vtype, t].copy(), cdeg[ctype, t].copy()
+        two = np.flatnonzero(vdeg_t == 2)
+        cnodes = np.flatnonzero(cap > 0)
+        chain = 0
+        if two.size and cnodes.size > 1 and np.all(cap[cnodes] >= 2):
+            chain = min(two.size, cnodes.size - 1)
+            corder = cnodes[np.argsort(random_u64(seed, 1500 + t, cnodes.size), kind="stable")]
+            cv = two[:chain]
+            checks += [corder[:chain], corder[1 : chain + 1]]
+            vars_ += [cv, cv]
+            types.append(np.full(2 * chain, t))
+            fixed.append(np.ones(2 * chain, bool))
+            cap[corder[:chain]] -= 1
+            cap[corder[1 : chain + 1]] -= 1
+            vdeg_t[cv] = 0
+        vs = np.repeat(np.arange(vtype.size), vdeg_t)
+        cs = np.repeat(np.arange(ctype.size), cap)
         perm = np.argsort(random_u64(seed, 1000 + t, cs.size), kind="stable")
         checks.append(cs[perm])
         vars_.append(vs)
         types.append(np.full(vs.size, t))
+        fixed.append(np.zeros(vs.size, bool))
     check, var, etype = (np.concatenate(a).astype(np.int64) for a in (checks, vars_, types))
+    is_fixed = np.concatenate(fixed)
     n, m = vtype.size, ctype.size
     for rnd in range(max_rounds):
         key = check * n + var
@@ -85,8 +109,9 @@ def base_graph(ens: MetEnsemble, seed: int, max_rounds: int = 1000) -> BaseGraph
             return BaseGraph(n, m, check, var, etype)
         present = set(key.tolist())
         draws = random_u64(seed, 2000 + rnd, dup_sorted.size)
-        for e, r in zip(order[dup_sorted].tolist(), draws.tolist(), strict=True):
-            same = np.flatnonzero(etype == etype[e])
+        for i, r in zip(dup_sorted.tolist(), draws.tolist(), strict=True):
+            e = int(order[i]) if not is_fixed[order[i]] else int(order[i - 1])
+            same = np.flatnonzero((etype == etype[e]) & ~is_fixed)
             f = int(same[r % same.size])
             a, b = check[e] * n + var[f], check[f] * n + var[e]
             if f == e or a in present or b in present:

@@ -43,25 +43,41 @@ def track_from_blocks(sums: np.ndarray, block: int, fdiff: float, nu_diff: float
     """Clock track from pilot-pair block sums (global blocks of `block` samples).
 
     `n_total` (samples in the capture) extends the track to the capture's end. Blocks without
-    a clear pilot pair (|sum| below half the 90th percentile, e.g. before the
-    frame in a one-shot capture) are dropped; the longest contiguous run is kept. The track is a
+    a clear pilot pair (|sum| outside [1/2, 2] times the typical lit block, e.g. before the
+    frame in a one-shot capture, or during a fault) are dropped. The track is a
     polynomial fit of degree `degree` (a constant clock offset and a linear drift of it), plus,
     if `smooth_blocks` > 0, a centred moving average of the residuals over +-smooth_blocks to
     follow faster wander. Every sample of noise left in the track moves the data band's carrier
     phase by 2 pi (nu1 - nu_s) per sample of timing error, so the default is the smooth fit.
     """
     mag = np.abs(sums)
-    ref = float(np.percentile(mag, 90)) if mag.size else 0.0
-    good = np.flatnonzero(mag > 0.5 * ref)
+    # typical level of a lit block: the median of the upper half (robust both to dark blocks
+    # before a one-shot frame and to a minority of saturated blocks)
+    ref = float(np.median(mag[mag >= np.median(mag)])) if mag.size else 0.0
+    good = np.flatnonzero((mag > 0.5 * ref) & (mag < 2.0 * ref))
     if good.size < 3 or ref == 0.0:
         raise ValueError("clock pilot pair not found")
-    # require one contiguous run (the frame)
+    # runs of good blocks (the frame; a fault may interrupt it): unwrap each run, then join the
+    # runs one by one to the longest, choosing the whole number of turns across each gap that
+    # the clock fitted so far predicts (a gap of 1e5 samples needs the slope to ~1e-6)
     runs = np.split(good, np.flatnonzero(np.diff(good) > 1) + 1)
-    good = max(runs, key=len)
-    if good.size < 3:
-        raise ValueError("clock pilot pair present in fewer than 3 blocks")
+    runs.sort(key=len, reverse=True)
+    if len(runs[0]) < 3:
+        raise ValueError("clock pilot pair present in fewer than 3 consecutive blocks")
+    idx = runs[0]
+    ph = np.unwrap(np.angle(sums[idx])) + 2 * np.pi * fdiff * ((idx + 0.5) * block - 0.5)
+    for run in runs[1:]:
+        c_all = (idx + 0.5) * block - 0.5
+        coef = np.polyfit(c_all, ph, 1)
+        c_run = (run + 0.5) * block - 0.5
+        ph_run = np.unwrap(np.angle(sums[run])) + 2 * np.pi * fdiff * c_run
+        turns = np.round(np.mean(np.polyval(coef, c_run) - ph_run) / (2 * np.pi))
+        idx = np.concatenate((idx, run))
+        ph = np.concatenate((ph, ph_run + 2 * np.pi * turns))
+        order = np.argsort(idx)
+        idx, ph = idx[order], ph[order]
+    good = idx
     centres = (good + 0.5) * block - 0.5
-    ph = np.unwrap(np.angle(sums[good])) + 2 * np.pi * fdiff * centres
     a = ph / (2 * np.pi * nu_diff)
     deg = int(min(degree, good.size - 2))
     coef = np.polyfit(centres, a, deg)

@@ -83,8 +83,10 @@ def phase_statistics(x: np.ndarray, f1: float, avg: int = 16) -> tuple[float, fl
     u = x[:n] * np.exp(-2j * np.pi * f1 * np.arange(n))
     pb = u.reshape(-1, avg).mean(axis=1)
     # keep the longest run of blocks where the pilot is on (a one-shot player starts after the
-    # capture, so the first samples may be noise only, whose phase is not the pilot's)
-    on = np.abs(pb) ** 2 > 0.25 * np.median(np.abs(pb) ** 2)
+    # capture, so the first samples may be noise only, whose phase is not the pilot's; a fault
+    # may darken or saturate a stretch)
+    pw = np.abs(pb) ** 2
+    on = (pw > 0.25 * np.median(pw)) & (pw < 4 * np.median(pw))  # not dark, not saturated
     edges = np.flatnonzero(np.diff(np.concatenate(([0], on.astype(np.int8), [0]))))
     starts, ends = edges[0::2], edges[1::2]
     j = int(np.argmax(ends - starts))

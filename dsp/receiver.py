@@ -84,8 +84,10 @@ class _Chain:
         self.cw = 2 * np.pi * carrier_hz_alice  # carrier offset, rad per Alice sample
         self.half = (table.shape[1] - 1) // 2
 
-    def corrected(self, lo: int, hi: int, rotate: bool = True) -> tuple[np.ndarray, int]:
-        """Pilot-corrected samples for [lo, hi) (clipped to the capture), with margins."""
+    def corrected(self, lo: int, hi: int, rotate: bool = True
+                  ) -> tuple[np.ndarray, int, np.ndarray]:
+        """Pilot-corrected samples for [lo, hi) (clipped to the capture), with margins; their
+        first sample index; the pilot estimate."""
         n = self.iq.shape[0]
         s0, s1 = max(0, lo - self.margin), min(n, hi + self.margin)
         knot_ph = self.cw * self.track.knot_a
@@ -93,7 +95,7 @@ class _Chain:
         pil = np.empty_like(v)
         kernels.pilot_correct(self.iq[s0:s1], s0, self.f1, self.a, self.track.knot_n, knot_ph,
                               rotate, v, pil)
-        return v, s0
+        return v, s0, pil
 
     def sample(self, pos: np.ndarray, v: np.ndarray, s0: int) -> np.ndarray:
         out = np.empty(pos.size, dtype=np.complex128)
@@ -199,7 +201,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
             lo, hi = int(pred) - c0 - 64, int(pred) - c0 + tmpl.size + 64
             if lo < 0 or hi > n:
                 raise SyncError("frame not fully captured (postamble outside the capture)")
-        v, s0 = chain.corrected(lo, hi)
+        v, s0, _ = chain.corrected(lo, hi)
         v = v[lo - s0: hi - s0]
         peak, pratio, _ = find_peak(correlate(v, tmpl), config.min_sync_ratio)
         n_at = lo + peak + c0
@@ -235,11 +237,15 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     chunk = config.chunk_symbols
     while True:
         passes += 1
-        y, sums3, counts = _main_pass(chain, a0, sps, didx, dx, n_data, chunk, tblk)
-        _, lag_z = confirm_lag(y, disclosed_idx, disclosed_x, config.max_lag,
-                                 config.min_lag_z)
-        t_hat = np.vdot(disclosed_x, y[disclosed_idx]) / np.vdot(disclosed_x, disclosed_x).real
-        delta = _timing_offsets(sums3, counts)  # Bob samples, per timing block
+        y, st, lost = _main_pass(chain, a0, sps, didx, dx, n_data, chunk, tblk, a2)
+        lost |= np.repeat(st.bad(), tblk)[:n_data]
+        if lost.mean() > 0.5:
+            raise SyncError(f"signal lost in {lost.mean():.0%} of the frame")
+        good = ~lost[disclosed_idx]
+        gidx, gx = disclosed_idx[good], disclosed_x[good]
+        _, lag_z = confirm_lag(y, gidx, gx, config.max_lag, config.min_lag_z)
+        counts = np.where(st.bad(), 0.0, st.counts)
+        delta = _timing_offsets(st.s3, counts)  # Bob samples, constant
         worst = float(np.nanmax(np.abs(delta))) * track.ratio / sps  # symbols
         if worst <= config.timing_tol_symbols or passes >= 3:
             break
@@ -253,18 +259,18 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     n_el = _calibration_variance(elec_iq, chain, step, "electronic-noise capture")
     timings["calibration_s"] = time.perf_counter() - t0
 
-    _phase_line(y, sums3[:, 1], counts, tblk)
-    t_hat = np.vdot(disclosed_x, y[disclosed_idx]) / np.vdot(disclosed_x, disclosed_x).real
+    _phase_line(y, st.s3[:, 1], counts, tblk)
+    t_hat = np.vdot(gx, y[gidx]) / np.vdot(gx, gx).real
     rot = np.exp(-1j * np.angle(t_hat))
     snu = n_shot is not None
     n0 = (n_shot - (n_el or 0.0)) if snu else 1.0
     if snu and n0 <= 0:
         raise ValueError("shot-noise variance not above electronic noise: bad calibration")
     kernels.rotate_linear(y, float(np.angle(rot)), 0.0, 1.0 / np.sqrt(n0))
-    mask = np.isfinite(y)
+    mask = np.isfinite(y) & ~lost
     y[~mask] = 0
     v_el = (n_el / n0) if (snu and n_el is not None) else None
-    est = _estimates(y[disclosed_idx], disclosed_x, v_el, eta, detection)
+    est = _estimates(y[gidx], gx, v_el, eta, detection)
     timings["total_s"] = time.perf_counter() - t_start
     # absolute beat = (apparent + NCO) scaled by the ADC clock error; minus IF and pilot
     lo_hz = (f1 * fs + nco_hz) * (r0 / track.ratio) - if_hz - pilots[0]["freq_hz"]
@@ -272,6 +278,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         "snu": snu,
         "n_symbols": int(n_data),
         "n_recovered": int(mask.sum()),
+        "lost_ranges": _ranges(~mask),
         "clock_offset_ppm": float((r0 / track.ratio - 1) * 1e6),
         "clock_track_rms_samples": track.residual_rms,
         "lo_offset_hz": float(lo_hz),
@@ -302,34 +309,82 @@ def _shift_track(chain: _Chain, delta: np.ndarray, tblk: int, sps: int, data_sta
                              chain.track.residual_rms)
 
 
+@dataclass
+class _Blocks:
+    """Per timing block of symbols: data-aided sums over the disclosed symbols that survived
+    the pilot check."""
+
+    s3: np.ndarray  # (nblk, 3) sum y(pos + d) conj(x), d = -1/2, 0, +1/2 sample
+    counts: np.ndarray  # disclosed symbols
+    yy: np.ndarray  # sum |y|^2 over disclosed symbols
+    xx: np.ndarray  # sum |x|^2 over disclosed symbols
+
+    def bad(self) -> np.ndarray:
+        """Blocks whose data-aided correlation is below half the median block's (blocks with
+        >= 50 disclosed symbols): a signal lost without losing the pilot."""
+        ok = self.counts >= 50
+        rho = np.zeros_like(self.yy)
+        rho[ok] = np.abs(self.s3[ok, 1]) / np.sqrt(self.yy[ok] * self.xx[ok])
+        if not ok.any():
+            return np.zeros_like(ok)
+        return ok & (rho < 0.5 * np.median(rho[ok]))
+
+
+PILOT_CHECK_SYMBOLS = 512  # 5 us at 100 MBd
+
+
 def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarray,
-               n_data: int, chunk: int, tblk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               n_data: int, chunk: int, tblk: int, pilot_ref: float
+               ) -> tuple[np.ndarray, _Blocks, np.ndarray]:
     """Data symbols k at Alice sample a0 + k sps, i.e. Bob sample chain.track.bob(...), in
-    chunks; and per timing block of `tblk` symbols the sums S(d) = sum y(pos + d) conj(x) over
-    disclosed symbols for d = -1/2, 0, +1/2 sample, with the count of disclosed symbols.
-    `didx` must be sorted (with `dx`). Memory: the output plus one chunk's buffers."""
+    chunks; the per-block statistics (`_Blocks`, blocks of `tblk` symbols); and the symbols
+    lost by the pilot check: in runs of PILOT_CHECK_SYMBOLS, a mean pilot power outside
+    [1/4, 4] times `pilot_ref` (the pilot's power from the start of the capture) means the
+    light or the detector was lost (fibre cut, saturation, LO unlock) there. `didx` must be
+    sorted (with `dx`). Memory: the output plus one chunk's buffers."""
     y = np.empty(n_data, dtype=np.complex128)
+    lost = np.zeros(n_data, dtype=bool)
     nblk = (n_data + tblk - 1) // tblk
-    sums3 = np.zeros((nblk, 3), dtype=np.complex128)
-    counts = np.zeros(nblk)
+    st = _Blocks(np.zeros((nblk, 3), dtype=np.complex128), np.zeros(nblk), np.zeros(nblk),
+                 np.zeros(nblk))
     half = chain.half
+    run = PILOT_CHECK_SYMBOLS
+    chunk = max(run, chunk // run * run)
     for k0 in range(0, n_data, chunk):
         k1 = min(n_data, k0 + chunk)
         p = chain.track.bob(a0 + np.arange(k0, k1) * float(sps))
         lo, hi = int(np.floor(p[0])) - half - 1, int(np.ceil(p[-1])) + half + 2
-        v, s0 = chain.corrected(lo, hi)
+        v, s0, pil = chain.corrected(lo, hi)
         y[k0:k1] = chain.sample(p, v, s0)
+        pp = np.abs(pil[np.round(p).astype(np.int64) - s0]) ** 2
+        rb = np.arange(k1 - k0) // run
+        mean_pp = np.bincount(rb, pp) / np.bincount(rb)
+        bad_run = (mean_pp < 0.25 * pilot_ref) | (mean_pp > 4.0 * pilot_ref)
+        # a run partly hit shows a diluted mean: lose the neighbours of a bad run too
+        bad_run[:-1] |= bad_run[1:].copy()
+        bad_run[1:] |= bad_run[:-1].copy()
+        lost[k0:k1] = bad_run[rb]
         i0, i1 = np.searchsorted(didx, [k0, k1])
         if i1 > i0:
-            sel, xc = didx[i0:i1], np.conj(dx[i0:i1])
+            sel, xs = didx[i0:i1], dx[i0:i1]
+            keep = ~lost[sel]
+            sel, xc = sel[keep], np.conj(xs[keep])
             b = sel // tblk
             for col, d in ((0, -0.5), (2, 0.5)):
                 yd = chain.sample(p[sel - k0] + d, v, s0) * xc
-                sums3[:, col] += _bin(b, yd, nblk)
-            sums3[:, 1] += _bin(b, y[sel] * xc, nblk)
-            counts += np.bincount(b, minlength=nblk)
-        del v
-    return y, sums3, counts
+                st.s3[:, col] += _bin(b, yd, nblk)
+            st.s3[:, 1] += _bin(b, y[sel] * xc, nblk)
+            st.counts += np.bincount(b, minlength=nblk)
+            st.yy += np.bincount(b, np.abs(y[sel]) ** 2, nblk)
+            st.xx += np.bincount(b, np.abs(xc) ** 2, nblk)
+        del v, pil
+    return y, st, lost
+
+
+def _ranges(flags: np.ndarray) -> list[list[int]]:
+    """[start, end) index ranges where `flags` is True."""
+    e = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    return [[int(a), int(b)] for a, b in zip(e[0::2], e[1::2], strict=True)]
 
 
 def _bin(b: np.ndarray, z: np.ndarray, n: int) -> np.ndarray:
@@ -386,7 +441,7 @@ def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, nam
     acc, acc2, cnt = 0j, 0.0, 0
     for lo in range(pos_all_lo, pos_all_hi, chunk):
         hi = min(lo + chunk, pos_all_hi)
-        v, s0 = cal.corrected(lo - taps, hi + taps, rotate=False)
+        v, s0, _ = cal.corrected(lo - taps, hi + taps, rotate=False)
         pos = lo + np.arange(0.0, hi - lo, step)
         y = cal.sample(pos, v, s0)
         acc += y.sum()

@@ -77,7 +77,8 @@ def phase_statistics(x: np.ndarray, f1: float, avg: int = 16) -> tuple[float, fl
 
     x is shifted by f1, averaged in blocks of `avg` samples (only the longest run of blocks
     where the pilot is present is used); the structure function of the block phases
-    D(L) = var(phi[m+L] - phi[m]) = q avg L + 2 r_b is fitted over lags L = 4..64 blocks.
+    D(L) = var(phi[m+L] - phi[m]) = q avg L + 2 r_b is fitted over lags L = 4..64 blocks in
+    each of 8 segments, and the median slope taken.
     """
     n = (x.size // avg) * avg
     u = x[:n] * np.exp(-2j * np.pi * f1 * np.arange(n))
@@ -96,9 +97,18 @@ def phase_statistics(x: np.ndarray, f1: float, avg: int = 16) -> tuple[float, fl
     m_pb, m_x = float(np.mean(np.abs(pb) ** 2)), float(np.mean(np.abs(xs) ** 2))
     a2 = max((avg * m_pb - m_x) / (avg - 1), 1e-30)
     noise = max(m_x - a2, 1e-30)
-    ph = np.unwrap(np.angle(pb))
+    # D(L) in 8 segments, the median of their slopes: a segment with a frequency step (an LO
+    # unlock) or a burst would otherwise inflate the whole estimate
     lags = np.array([4, 8, 16, 24, 32, 48, 64])
-    lags = lags[lags < pb.size // 4]
-    d = np.array([np.var(ph[lag:] - ph[:-lag]) for lag in lags])
-    slope, _ = np.polyfit(lags * avg, d, 1)
+    slopes = []
+    for seg in np.array_split(pb, 8):
+        ph = np.unwrap(np.angle(seg))
+        ls = lags[lags < ph.size // 4]
+        if ls.size < 3:
+            continue
+        d = np.array([np.var(ph[lag:] - ph[:-lag]) for lag in ls])
+        slopes.append(np.polyfit(ls * avg, d, 1)[0])
+    if not slopes:
+        raise ValueError("too few pilot samples for the phase statistics")
+    slope = float(np.median(slopes))
     return a2, noise, float(max(slope, 0.0))

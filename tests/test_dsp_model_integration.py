@@ -198,6 +198,7 @@ def _capture_with_fault(path, seed, kind, n_symbols=60000, **params):
 @pytest.mark.parametrize("kind, params", [
     ("fibre_cut", {}),
     ("saturation", {"gain": 30.0}),
+    ("lo_unlock", {"phase_rad": 1.0, "freq_hz": 5e6}),
 ])
 def test_fault_during_frame_is_masked_not_wrong(tmp_path, kind, params):
     d = tmp_path / "fault"

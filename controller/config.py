@@ -64,10 +64,17 @@ class Protocol:
     eps_pa: float = field(default=1e-10, **_range(0.0, 1.0, lo_open=True))
     eps_cor: float = field(default=1e-12, **_range(0.0, 1.0, lo_open=True))
     peer_timeout_s: float = field(default=30.0, **_range(0.1, 3600.0))
+    code_n: int = field(default=64_000, **_range(1000, 1 << 24))  # MET mother code length, bits
+    decoder_iterations: int = field(default=100, **_range(1, 10_000))
+    security_bound: str = field(default="lgg", **_range(choices=("lgg", "composable", "min")))
+    key_bytes: int = field(default=32, **_range(1, 1 << 16))  # size of each stored key
+    clip_fraction_abort: float = field(default=1e-4, **_range(0.0, 1.0))  # ADC clipped share
 
     def __post_init__(self) -> None:
         if self.mdr_dimension not in (1, 2, 4, 8):
             raise ConfigError("protocol.mdr_dimension must be 1, 2, 4 or 8")
+        if self.block_symbols < self.frame_symbols:
+            raise ConfigError("protocol.block_symbols must be >= protocol.frame_symbols")
 
 
 @dataclass(frozen=True)

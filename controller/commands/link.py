@@ -1,0 +1,111 @@
+"""`cvqkd link --sim`: run the whole protocol end to end on the link model and fill both key
+stores (see controller/link.py and docs/protocol.md).
+
+    cvqkd link --sim [--config FILE.toml] [--distance-km L] [--xi XI] [--va V]
+                     [--frame-symbols N] [--block-symbols N] [--frames F | --duration S]
+                     [--json] [--workdir DIR]
+
+Options override the configuration file. Progress goes to stdout (stderr with --json), one
+line per frame and stage; --json prints one JSON object at the end with both store paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+from controller.cli import UsageError
+from controller.config import ConfigError, LinkConfig, load_config
+
+_PHYSICS = {"distance_km": "distance_km", "xi": "xi", "eta": "eta", "v_el": "vel",
+            "linewidth_hz": "linewidth_hz", "seed": "seed"}
+_PROTOCOL = {"frame_symbols": "frame_symbols", "block_symbols": "block_symbols",
+             "xi_abort": "xi_abort", "beta_target": "beta", "code_n": "code_n",
+             "security_bound": "bound"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("link", help="run the QKD link end to end (both ends, --sim)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--sim", action="store_true", required=True,
+                   help="both ends in this process on the link model (the only mode so far)")
+    p.add_argument("--config", type=Path, metavar="FILE.toml", help="link configuration")
+    p.add_argument("--distance-km", type=float, metavar="L")
+    p.add_argument("--xi", type=float, metavar="XI", help="excess noise, SNU, channel input")
+    p.add_argument("--eta", type=float, metavar="E", help="detector efficiency")
+    p.add_argument("--vel", type=float, metavar="VEL", help="electronic noise, SNU")
+    p.add_argument("--va", type=float, metavar="V", help="modulation variance, SNU")
+    p.add_argument("--linewidth-hz", type=float, metavar="HZ", help="combined laser linewidth")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the simulated channel")
+    p.add_argument("--frame-symbols", type=int, metavar="N")
+    p.add_argument("--block-symbols", type=int, metavar="N",
+                   help="privacy-amplification block (finite-size bound), symbols")
+    p.add_argument("--xi-abort", type=float, metavar="XI")
+    p.add_argument("--beta", type=float, metavar="B", help="target reconciliation efficiency")
+    p.add_argument("--code-n", type=int, metavar="N", help="LDPC mother code length, bits")
+    p.add_argument("--bound", choices=("lgg", "composable", "min"),
+                   help="finite-size bound for the key length")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--frames", type=int, metavar="F", help="frames to run (default: one block)")
+    g.add_argument("--duration", type=float, metavar="S",
+                   help="symbols of S seconds at the symbol rate, in whole frames")
+    p.add_argument("--workdir", type=Path, default=Path("out/link"), metavar="DIR",
+                   help="pools and key stores (created if absent; default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> LinkConfig:
+    try:
+        cfg = load_config(args.config)
+        phys = {k: getattr(args, a) for k, a in _PHYSICS.items() if getattr(args, a) is not None}
+        prot = {k: getattr(args, a) for k, a in _PROTOCOL.items() if getattr(args, a) is not None}
+        mod = {"v_a": args.va} if args.va is not None else {}
+        from controller.config import config_from_dict
+
+        doc = {"physics": {**dataclasses.asdict(cfg.physics), **phys},
+               "modulation": {**dataclasses.asdict(cfg.modulation), **mod},
+               "protocol": {**dataclasses.asdict(cfg.protocol), **prot},
+               "endpoints": dataclasses.asdict(cfg.endpoints)}
+        return config_from_dict(doc)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def frame_count(args: argparse.Namespace, cfg: LinkConfig) -> int:
+    n = cfg.protocol.frame_symbols
+    if args.frames is not None:
+        if args.frames < 1:
+            raise UsageError("--frames must be >= 1")
+        return args.frames
+    if args.duration is not None:
+        if not args.duration > 0:
+            raise UsageError("--duration must be > 0")
+        return max(1, math.ceil(args.duration * cfg.modulation.symbol_rate_hz / n))
+    return max(1, math.ceil(cfg.protocol.block_symbols / n))
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.link import prepare_workdir, run_link
+
+    cfg = build_config(args)
+    frames = frame_count(args, cfg)
+    out = sys.stderr if args.json else sys.stdout
+    wd = prepare_workdir(cfg, args.workdir)
+    p = cfg.physics
+    print(f"cvqkd link --sim: {p.distance_km:g} km (T {p.transmittance:.4f}), xi {p.xi:g} SNU, "
+          f"V_A {cfg.modulation.v_a:g} SNU, {frames} frames of {cfg.protocol.frame_symbols} "
+          f"symbols, PA block {cfg.protocol.block_symbols} symbols, workdir {wd.root}",
+          file=out, flush=True)
+    report = asyncio.run(run_link(cfg, wd, frames,
+                                  progress=lambda s: print(s, file=out, flush=True)))
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.text())
+    return 0 if report.session_abort is None else 1

@@ -1,0 +1,179 @@
+"""`cvqkd link --sim`: both ends of the link in one process, as two asyncio tasks.
+
+Alice listens on loopback TCP (the transmitter's classical endpoint), Bob connects; every
+message between them crosses the authenticated channel (controller.channel). The quantum
+channel is one link model in the loopback topology (controller.link_quantum). Each end has its
+own key pool and key store in the work directory, created on first use:
+
+    WORKDIR/alice-pool.sqlite, bob-pool.sqlite   one-time authentication keys (same PSK)
+    WORKDIR/<endpoints.store_alice>, <endpoints.store_bob>  key stores (+ .devkey files)
+
+A session starts with commit recovery (controller.key_commit) and a pool refill, so an earlier
+interrupted run loses no stored key. Protocol: docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller import channel as chan
+from controller.auth import KeyPool, Role
+from controller.config import LinkConfig
+from controller.key_commit import recover_coordinator, recover_participant, refill_pool
+from controller.keystore import (
+    READY,
+    KeyStore,
+    create_device_key,
+    default_device_key_path,
+)
+from controller.link_alice import run_alice
+from controller.link_bob import run_bob
+from controller.link_end import EndContext
+from controller.link_protocol import AbortReason, LinkAbort, channel_abort
+from controller.link_quantum import SimQuantumChannel
+from controller.link_report import LinkReport, StageTimer
+from controller.psk import create_psk_file
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    root: Path
+    pool_alice: Path
+    pool_bob: Path
+    store_alice: Path
+    store_bob: Path
+
+
+def prepare_workdir(cfg: LinkConfig, root: Path) -> WorkDir:
+    """Create the PSK-derived pools and both key stores if they are not there yet."""
+    root.mkdir(parents=True, exist_ok=True)
+    wd = WorkDir(root, root / "alice-pool.sqlite", root / "bob-pool.sqlite",
+                 root / cfg.endpoints.store_alice, root / cfg.endpoints.store_bob)
+    if wd.pool_alice.exists() != wd.pool_bob.exists():
+        raise ValueError(f"{root}: only one of the two key pools exists; remove the work "
+                         "directory to start afresh")
+    if not wd.pool_alice.exists():
+        psk = root / cfg.endpoints.psk_file
+        if psk.exists():
+            raise ValueError(f"{psk} exists without pools: remove it or the work directory")
+        create_psk_file(psk)
+        KeyPool.create(wd.pool_alice, psk, Role.ALICE, wipe_psk=False).close()
+        KeyPool.create(wd.pool_bob, psk, Role.BOB).close()  # wipes the PSK file
+    for store in (wd.store_alice, wd.store_bob):
+        if not store.exists():
+            dev = default_device_key_path(store)
+            if not dev.exists():
+                create_device_key(dev)
+            KeyStore.create(store, dev).close()
+    return wd
+
+
+def open_store(path: Path) -> KeyStore:
+    return KeyStore.open(path, default_device_key_path(path))
+
+
+def count_ready(path: Path) -> int:
+    with KeyStore.open(path) as store:
+        return len(store.list_keys(READY))
+
+
+async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
+                   progress: Callable[[str], None] = lambda s: None,
+                   faults: dict[int, tuple[str, dict[str, float]]] | None = None,
+                   psk_mismatch: bool = False) -> LinkReport:
+    """Run `frames` frames; returns the report (session aborts are recorded, not raised).
+    `faults` go to the simulated quantum channel; `psk_mismatch` (tests) gives Bob a pool
+    from another PSK, so authentication must fail."""
+    report = LinkReport(store_alice=str(wd.store_alice), store_bob=str(wd.store_bob),
+                        symbol_rate_hz=cfg.modulation.symbol_rate_hz)
+    qc = SimQuantumChannel(cfg, faults)
+    timers = {"alice": StageTimer(), "bob": StageTimer()}
+    aborts: dict[str, LinkAbort] = {}
+    host = cfg.endpoints.listen.rsplit(":", 1)[0]
+    timeout = cfg.protocol.peer_timeout_s
+    t0 = time.perf_counter()
+    pool_a = KeyPool.open(wd.pool_alice)
+    pool_b = KeyPool.open(_mismatched_pool(wd) if psk_mismatch else wd.pool_bob)
+    store_a, store_b = open_store(wd.store_alice), open_store(wd.store_bob)
+    alice_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def alice(channel: chan.Channel) -> None:
+        ctx = EndContext(cfg, channel, store_a, pool_a, timers["alice"],
+                         lambda s: progress(f"alice: {s}"), "bob")
+        try:
+            with timers["alice"].stage("setup"):
+                await recover_coordinator(channel, store_a)
+                refill_pool(pool_a, store_a)
+            await run_alice(ctx, qc, frames)
+            await channel.close()
+        except (chan.ChannelError, LinkAbort) as exc:
+            aborts["alice"] = exc if isinstance(exc, LinkAbort) else channel_abort(exc)
+            with contextlib.suppress(chan.ChannelError):
+                await channel.abort(aborts["alice"].reason.value)
+        finally:
+            if not alice_done.done():
+                alice_done.set_result(None)
+
+    async def bob() -> None:
+        channel = None
+        try:
+            with timers["bob"].stage("setup"):
+                channel = await chan.connect(host, port, pool_b, timeout=timeout)
+                await recover_participant(channel, store_b)
+                refill_pool(pool_b, store_b)
+            ctx = EndContext(cfg, channel, store_b, pool_b, timers["bob"],
+                             lambda s: progress(f"bob: {s}"), "alice")
+            await run_bob(ctx, qc, report)
+            await channel.close()
+        except (chan.ChannelError, LinkAbort) as exc:
+            aborts["bob"] = exc if isinstance(exc, LinkAbort) else channel_abort(exc)
+            if channel is not None:
+                with contextlib.suppress(chan.ChannelError):
+                    await channel.abort(aborts["bob"].reason.value)
+            if not alice_done.done():
+                alice_done.set_result(None)
+
+    async def alice_on_connect(channel: chan.Channel) -> None:
+        await alice(channel)
+
+    server = await chan.serve(host, 0, pool_a, alice_on_connect, timeout=timeout)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await bob()
+        await asyncio.wait_for(asyncio.shield(alice_done), timeout)
+    except TimeoutError:
+        aborts.setdefault("alice", LinkAbort(AbortReason.PEER_TIMEOUT, "no session"))
+    finally:
+        server.close()
+        await server.wait_closed()
+        for res in (pool_a, pool_b, store_a, store_b):
+            res.close()
+    report.wall_s = time.perf_counter() - t0
+    report.seconds_alice = dict(timers["alice"].seconds)
+    report.seconds_bob = dict(timers["bob"].seconds)
+    # the end that detected the problem names it; the other only saw the peer go away
+    found = [a for a in (aborts.get("bob"), aborts.get("alice")) if a is not None]
+    first = next((a for a in found if a.reason != AbortReason.PEER_LOST), None) or \
+        (found[0] if found else None)
+    if first is not None:
+        report.session_abort = {"reason": first.reason.value, "detail": first.detail[:200],
+                                "message": str(first)[:300]}
+        progress(f"session aborted: {first}")
+    report.keys_alice = count_ready(wd.store_alice)
+    report.keys_bob = count_ready(wd.store_bob)
+    return report
+
+
+def _mismatched_pool(wd: WorkDir) -> Path:
+    """A Bob pool from a fresh, different PSK (tests of authentication failure)."""
+    path = wd.root / "bob-pool-other-psk.sqlite"
+    if not path.exists():
+        psk = wd.root / "other.psk"
+        create_psk_file(psk)
+        KeyPool.create(path, psk, Role.BOB).close()
+    return path

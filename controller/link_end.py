@@ -1,0 +1,124 @@
+"""State both ends keep per privacy-amplification block, and the block's end: finite-size
+bound, privacy amplification, split into application keys and authentication refill, two-step
+commit (Alice coordinates, Bob participates), pool refill. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from controller.auth import KeyPool
+from controller.channel import Channel
+from controller.config import LinkConfig
+from controller.key_commit import accept_commit, commit_keys, refill_pool
+from controller.keystore import APP, AUTH, KeyStore
+from controller.link_protocol import AbortReason, BlockBound, block_bound, estimate
+from controller.link_report import BlockRecord, StageTimer
+from controller.psk import ONE_TIME_KEY_BYTES
+from reconcile import privacy_amp
+
+AUTH_UNIT_BITS = 8 * ONE_TIME_KEY_BYTES  # the pool is refilled in one-time keys of 256 bits
+
+
+@dataclass
+class EndContext:
+    """One end's resources (its own store and pool; the channel is its only link to the
+    peer). `progress` gets public one-line status messages."""
+
+    cfg: LinkConfig
+    channel: Channel
+    store: KeyStore
+    pool: KeyPool
+    timer: StageTimer
+    progress: Callable[[str], None]
+    peer_id: str
+
+
+@dataclass
+class BlockState:
+    """What one end accumulates over the frames of the current block."""
+
+    index: int = 0
+    frames: list[int] = field(default_factory=list)
+    n_total: int = 0  # symbols of every frame of the block (aborted frames excluded)
+    pe_x: list[np.ndarray] = field(default_factory=list)  # Alice's PE values (public)
+    pe_y: list[np.ndarray] = field(default_factory=list)  # Bob's PE values (public)
+    words: list[np.ndarray] = field(default_factory=list)  # reconciled bits (SECRET)
+    n_decoded: int = 0  # key symbols in verified codewords
+    net_bits: int = 0  # sum of (k - shortened) over verified codewords
+    codewords: int = 0
+    failed: int = 0
+    leak_verify_bits: int = 0
+    v_el: float = 0.0  # electronic noise of the latest calibration, SNU
+    pool_used_at_start: int = 0
+
+    def reset(self, pool_used: int) -> None:
+        self.__init__(index=self.index + 1, pool_used_at_start=pool_used)  # type: ignore[misc]
+
+    def bound(self, cfg: LinkConfig, auth_key_bits: int) -> BlockBound | None:
+        """The block's finite-size accounting, or None if it holds no verified frame."""
+        if not self.pe_x or not self.words:
+            return None
+        est = estimate(cfg, np.concatenate(self.pe_x), np.concatenate(self.pe_y), self.v_el)
+        bits = sum(w.size for w in self.words)
+        return block_bound(cfg, est, v_el=self.v_el, n_total=self.n_total,
+                           n_decoded=self.n_decoded, net_bits=self.net_bits,
+                           codewords=self.codewords, failed=self.failed, input_bits=bits,
+                           leak_verify_bits=self.leak_verify_bits, auth_key_bits=auth_key_bits)
+
+
+def block_record(state: BlockState, bb: BlockBound | None) -> BlockRecord:
+    rec = BlockRecord(block=state.index, frames=list(state.frames), n_total=state.n_total,
+                      ok=False)
+    if bb is None:
+        rec.reason = AbortReason.NO_FINITE_SIZE_KEY.value
+        rec.detail = "no verified frame in the block"
+        return rec
+    e = bb.estimate
+    half = e.excess_noise_max - e.excess_noise
+    rec.transmittance, rec.transmittance_min = e.transmittance, e.transmittance_min
+    rec.xi, rec.xi_max, rec.xi_low = e.excess_noise, e.excess_noise_max, e.excess_noise - half
+    rec.snr, rec.v_el, rec.beta, rec.fer = e.snr, state.v_el, bb.beta, bb.fer
+    rec.bound_bits_per_key_symbol = bb.bits_per_symbol
+    rec.hash_input_bits = sum(w.size for w in state.words)
+    rec.hash_output_bits = bb.pa.hash_output_bits
+    return rec
+
+
+def split_key(key: bytes, m: int, auth_key_bits: int, key_bytes: int) -> tuple[list[bytes],
+                                                                           list[bytes]]:
+    """(application keys of key_bytes each, authentication refill) from an m-bit PA output.
+    The refill comes first, in whole one-time keys, up to auth_key_bits; the rest is cut into
+    application keys; leftover bits (< one key) are dropped."""
+    auth_units = min(auth_key_bits, m) // AUTH_UNIT_BITS
+    auth_len = auth_units * ONE_TIME_KEY_BYTES
+    app_bytes = (m - auth_units * AUTH_UNIT_BITS) // 8
+    n_app = app_bytes // key_bytes
+    app = [key[auth_len + i * key_bytes: auth_len + (i + 1) * key_bytes] for i in range(n_app)]
+    auth = [key[:auth_len]] if auth_len else []
+    return app, auth
+
+
+async def privacy_amplify(ctx: EndContext, state: BlockState, m: int, seed: bytes) -> bytes:
+    """Hash the block's reconciled bits to m bits (packed)."""
+    bits = np.concatenate(state.words)
+    with ctx.timer.stage("privacy_amplification"):
+        return await asyncio.to_thread(privacy_amp.hash_packed, privacy_amp.pack_bits(bits),
+                                       int(bits.size), seed, m)
+
+
+async def commit(ctx: EndContext, app: list[bytes], auth: list[bytes], coordinator: bool) -> None:
+    """Two-step commit of the application keys, then of the authentication refill; both ends
+    then move committed refill keys into their pools."""
+    link = ctx.cfg.endpoints.link_id
+    fn = commit_keys if coordinator else accept_commit
+    with ctx.timer.stage("commit"):
+        for materials, purpose in ((app, APP), (auth, AUTH)):
+            if materials:
+                await fn(ctx.channel, ctx.store, materials, link_id=link, peer_id=ctx.peer_id,
+                         purpose=purpose)
+        refill_pool(ctx.pool, ctx.store)

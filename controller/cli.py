@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "plan",
     "sim",
     "dsp",
+    "link",
 )
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.

@@ -152,18 +152,80 @@ def _base_four_cycles(g: BaseGraph) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
 
 
-def lifting_shifts(g: BaseGraph, z: int, seed: int, max_rounds: int = 200) -> np.ndarray:
-    """Circulant shift per base edge such that no base 4-cycle survives the lifting."""
+def _degree_two_edges(g: BaseGraph) -> np.ndarray:
+    """(edge a, edge b) per base variable with exactly two edges of one type, for the types
+    where those variables form cycles in the base graph (else the lift is a forest)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    out = []
+    for t in np.unique(g.edge_type):
+        et = np.flatnonzero(g.edge_type == t)
+        cnt = np.bincount(g.var[et], minlength=g.n)
+        es = et[cnt[g.var[et]] == 2]
+        if es.size == 0:
+            continue
+        es = es[np.argsort(g.var[es], kind="stable")].reshape(-1, 2)
+        nodes, inv = np.unique(g.check[es], return_inverse=True)
+        inv = inv.reshape(-1, 2)
+        adj = sp.coo_matrix((np.ones(len(es)), (inv[:, 0], inv[:, 1])), (nodes.size,) * 2)
+        ncomp = connected_components(adj, directed=False)[0]
+        if len(es) > nodes.size - ncomp:  # more edges than a forest: there are cycles
+            out.append(es)
+    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+
+
+def _short_degree_two_cycles(
+    g: BaseGraph, pairs: np.ndarray, shifts: np.ndarray, z: int, min_len: int
+) -> np.ndarray:
+    """Rows of `pairs` whose lifted variable lies on a cycle of fewer than `min_len` such
+    variables (the lifted degree-two subgraph is QC, so lift 0 of each stands for all)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import shortest_path
+
+    nodes, inv = np.unique(g.check[pairs], return_inverse=True)
+    inv = inv.reshape(-1, 2)
+    j = np.arange(z)
+    a = (inv[:, 0:1] * z + (j[None, :] - shifts[pairs[:, 0:1]]) % z).ravel()
+    b = (inv[:, 1:2] * z + (j[None, :] - shifts[pairs[:, 1:2]]) % z).ravel()
+    size = nodes.size * z
+    bad = []
+    for k in range(len(pairs)):
+        keep = np.ones(a.size, bool)
+        keep[k * z] = False  # drop lift 0 of variable k, then measure the way round
+        adj = sp.csr_matrix((np.ones(keep.sum()), (a[keep], b[keep])), (size, size))
+        dist = shortest_path(adj, directed=False, unweighted=True, indices=int(a[k * z]))
+        if dist[b[k * z]] + 1 < min_len:
+            bad.append(k)
+    return np.array(bad, dtype=np.int64)
+
+
+def lifting_shifts(
+    g: BaseGraph, z: int, seed: int, max_rounds: int = 200, deg2_girth: int = 12
+) -> np.ndarray:
+    """Circulant shift per base edge such that no base 4-cycle survives the lifting and, where
+    variables with two edges of a type form cycles, those cycles have at least `deg2_girth`
+    variables if reachable (tried downwards in steps of 2, then dropped): a cycle of L such
+    variables is a codeword of weight L (1 + their other degree)."""
     shifts = _below(random_u64(seed, 3000, g.check.size), z)
     cycles = _base_four_cycles(g)
+    pairs = _degree_two_edges(g)
+    target = deg2_girth if pairs.size else 0
     for rnd in range(max_rounds):
         s = shifts[cycles]
         bad = np.flatnonzero((s[:, 0] - s[:, 1] + s[:, 2] - s[:, 3]) % z == 0)
-        if bad.size == 0:
+        if bad.size:
+            # redraw one edge per offending cycle, a different one of the four each round
+            edges = np.unique(cycles[bad, rnd % 4])
+            shifts[edges] = _below(random_u64(seed, 4000 + rnd, edges.size), z)
+            continue
+        short = _short_degree_two_cycles(g, pairs, shifts, z, target) if target > 4 else []
+        if len(short) == 0:
             return shifts
-        # redraw one edge per offending cycle, a different one of the four each round
-        edges = np.unique(cycles[bad, rnd % 4])
-        shifts[edges] = _below(random_u64(seed, 4000 + rnd, edges.size), z)
+        if rnd % 10 == 9:
+            target -= 2  # not reached in 10 rounds: ask for a little less
+        edges = pairs[short, rnd % 2]
+        shifts[edges] = _below(random_u64(seed, 6000 + rnd, edges.size), z)
     raise ValueError(f"lifting size {z} too small to remove all 4-cycles; use a larger n")
 
 

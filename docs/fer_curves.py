@@ -8,6 +8,8 @@ converged to exactly Bob's word.
     .venv/bin/python docs/fer_curves.py run --code met_r0.10 --n 200000 \
         --betas 0.88,0.9,0.92,0.93,0.94 --frames 16 --out docs/fer/met_r0.10_n200000.json
     .venv/bin/python docs/fer_curves.py plot docs/fer/*.json --out docs/fer_curves.png
+    .venv/bin/python docs/fer_curves.py adapt --code met_r0.10 --n 200000 --beta 0.88 \
+        --snrs 0.13,0.15,0.17,0.19 --out docs/fer/adapt_met_r0.10.json
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reconcile import mdr, met_codes
+from reconcile import mdr, met_codes, rate_adapt
 from reconcile.ldpc_decoder import Decoder
 from reconcile.met_design import snr_for_beta
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> None:
     points = []
     for beta in (float(b) for b in args.betas.split(",")):
         snr = snr_for_beta(code.rate, beta)
-        errors = iters = 0
+        errors = undetected = iters = 0
         elapsed = 0.0
         for start in range(0, args.frames, args.batch):
             f = min(args.batch, args.frames - start)
@@ -49,9 +51,11 @@ def run(args: argparse.Namespace) -> None:
             elapsed += time.perf_counter() - t0
             ok = res.converged & np.all(res.bits == words, axis=1)
             errors += int(f - ok.sum())
+            undetected += int(np.sum(res.converged & ~ok))
             iters += int(res.iterations.sum())
         point = {"beta": beta, "snr": snr, "frames": args.frames, "errors": errors,
-                 "fer": errors / args.frames, "avg_iterations": iters / args.frames,
+                 "fer": errors / args.frames, "undetected": undetected,
+                 "avg_iterations": iters / args.frames,
                  "decode_seconds": elapsed}
         print(json.dumps(point), flush=True)
         points.append(point)
@@ -63,6 +67,35 @@ def run(args: argparse.Namespace) -> None:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
 
+def adapt(args: argparse.Namespace) -> None:
+    """FER of the mother code adapted (puncture/shorten) to each SNR for efficiency --beta."""
+    mother = met_codes.get_code(args.code, args.n)
+    rng = np.random.default_rng(args.seed)
+    points = []
+    for snr in (float(v) for v in args.snrs.split(",")):
+        a = rate_adapt.for_snr(mother, snr, args.beta, d=args.dim, max_fraction=0.5)
+        code, f = a.code, args.frames
+        words = np.empty((f, code.n), np.uint8)
+        llr = np.empty((f, code.n), np.float32)
+        for i in range(f):
+            words[i] = rate_adapt.bob_word(a, rng.integers(0, 2, code.n - a.shortened))
+            x = rng.normal(size=a.transmitted.size)
+            y = x + rng.normal(scale=np.sqrt(1.0 / snr), size=x.size)
+            alpha, norms = mdr.bob_encode(y, words[i, a.transmitted], args.dim)
+            llr[i] = rate_adapt.alice_llr(a, mdr.alice_llr(x, alpha, norms, args.dim, 1 / snr))
+        res = Decoder(code).decode(llr, code.syndrome(words), max_iter=args.max_iter,
+                                   threads=args.threads)
+        ok = res.converged & np.all(res.bits == words, axis=1)
+        point = {"snr": snr, "rate": a.rate, "punctured": a.punctured,
+                 "shortened": a.shortened, "beta": a.beta(snr), "frames": f,
+                 "errors": int(f - ok.sum()), "avg_iterations": float(res.iterations.mean())}
+        print(json.dumps(point), flush=True)
+        points.append(point)
+    out = {"code": args.code, "n": mother.n, "target_beta": args.beta,
+           "load_average": os.getloadavg(), "points": points}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
 def plot(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -70,7 +103,7 @@ def plot(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for path in sorted(args.files):
+    for path in sorted(p for p in args.files if not Path(p).name.startswith("adapt")):
         d = json.loads(Path(path).read_text())
         b = [p["beta"] for p in d["points"]]
         fer = [max(p["fer"], 0.5 / p["frames"]) for p in d["points"]]
@@ -100,6 +133,18 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--out", required=True)
     r.set_defaults(func=run)
+    a = sub.add_parser("adapt")
+    a.add_argument("--code", required=True)
+    a.add_argument("--n", type=int, required=True)
+    a.add_argument("--beta", type=float, required=True)
+    a.add_argument("--snrs", required=True)
+    a.add_argument("--frames", type=int, default=16)
+    a.add_argument("--dim", type=int, default=8)
+    a.add_argument("--max-iter", type=int, default=500)
+    a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--seed", type=int, default=1)
+    a.add_argument("--out", required=True)
+    a.set_defaults(func=adapt)
     q = sub.add_parser("plot")
     q.add_argument("files", nargs="+")
     q.add_argument("--out", required=True)

@@ -138,10 +138,21 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
             if not alice_done.done():
                 alice_done.set_result(None)
 
-    async def alice_on_connect(channel: chan.Channel) -> None:
+    async def alice_on_connect(reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        try:  # one session; chan.serve would hide a failed handshake from the report
+            channel = await chan.accept(reader, writer, pool_a, timeout=timeout)
+        except chan.ChannelError as exc:
+            aborts["alice"] = channel_abort(exc)
+            if not alice_done.done():
+                alice_done.set_result(None)
+            return
+        finally:
+            if "alice" in aborts:
+                writer.close()
         await alice(channel)
 
-    server = await chan.serve(host, 0, pool_a, alice_on_connect, timeout=timeout)
+    server = await asyncio.start_server(alice_on_connect, host, 0)
     port = server.sockets[0].getsockname()[1]
     try:
         await bob()

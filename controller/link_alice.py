@@ -51,7 +51,7 @@ async def run_alice(ctx: EndContext, qc: SimQuantumChannel, n_frames: int) -> No
         last = f == n_frames - 1
         with timer.stage("emit_capture"):
             frame = await asyncio.to_thread(build_frame, tx, n, os.urandom(32), f)
-        await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"]))
+        await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"], frame.meta))
         await ch.send(MsgType.PARAMS, {"frame": f, "last": int(last),
                                        "tx_meta": json.dumps(frame.meta)})
         symbols = frame.symbols

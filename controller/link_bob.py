@@ -79,7 +79,7 @@ async def run_bob(ctx: EndContext, qc: SimQuantumChannel, report: LinkReport) ->
         em = await qc.next_emission()
         if since_cal >= cfg.protocol.calibrate_every_frames:
             with timer.stage("calibrate"):
-                shot, elec = await asyncio.to_thread(qc.calibrate)
+                shot, elec = await asyncio.to_thread(qc.calibrate, qc.capture_samples(em))
             since_cal = 0
         since_cal += 1
         with timer.stage("emit_capture"):

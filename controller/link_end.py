@@ -76,7 +76,7 @@ def block_record(state: BlockState, bb: BlockBound | None) -> BlockRecord:
                       ok=False)
     if bb is None:
         rec.reason = AbortReason.NO_FINITE_SIZE_KEY.value
-        rec.detail = "no verified frame in the block"
+        rec.detail = "no key: no verified frame in the block"
         return rec
     e = bb.estimate
     half = e.excess_noise_max - e.excess_noise
@@ -84,6 +84,8 @@ def block_record(state: BlockState, bb: BlockBound | None) -> BlockRecord:
     rec.xi, rec.xi_max, rec.xi_low = e.excess_noise, e.excess_noise_max, e.excess_noise - half
     rec.snr, rec.v_el, rec.beta, rec.fer = e.snr, state.v_el, bb.beta, bb.fer
     rec.bound_bits_per_key_symbol = bb.bits_per_symbol
+    rec.pe_samples, rec.v_a = e.m, e.v_a
+    rec.n_decoded, rec.leak_verify_bits = bb.n_decoded, state.leak_verify_bits
     rec.hash_input_bits = sum(w.size for w in state.words)
     rec.hash_output_bits = bb.pa.hash_output_bits
     return rec

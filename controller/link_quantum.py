@@ -4,7 +4,9 @@ electronic-noise records) and `receive` (the ADC capture of the next emitted fra
 receiver's status bits). Nothing else passes between the ends through this object.
 
 Faults for tests: `faults[frame] = (kind, params)` is injected into the model just before
-Bob's capture of that frame and cleared after it (kinds: fpga_bindings.model.faults).
+Bob's capture of that frame and cleared after it (kinds: fpga_bindings.model.faults), or
+kind "intercept_resend": Eve's intercept-resend attack (fpga_bindings.model.attacks) on
+that frame's symbol modes.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.config import LinkConfig
+from dsp.filters import rrc_taps
+from fpga_bindings.model.attacks import InterceptResend
+from fpga_bindings.model.genie import SymbolGrid
 from fpga_bindings.model.link import LinkConfig as ModelConfig
 from fpga_bindings.model.link import LinkModel
 from fpga_bindings.model.link_api import AdcSettings, FrontEnd, LinkStatus, OpticalSwitch
 from fpga_bindings.model.simple_tx import required_voa_db
 
 GUARD_S = 2.0e-6  # the capture starts this long before the frame's first light arrives
-CALIBRATION_SAMPLES = 1 << 20  # per calibration record (0.2 % statistical error on N0)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Emission:
     frame: int
     iq: np.ndarray  # int16 (n, 2) DAC player samples
     quad_per_lsb: float  # SNU per int16 unit at the transmitter output (sets the VOA)
+    meta: dict  # the frame's public description (dsp.transmitter meta)
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,16 @@ class SimQuantumChannel:
         await self._queue.put(emission)
 
     # Bob's side ---------------------------------------------------------------------------
-    def calibrate(self, n_samples: int = CALIBRATION_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
-        """(shot-noise record, electronic-noise record), int16 (n, 2) each."""
+    def capture_samples(self, em: Emission) -> int:
+        """Samples of the capture that holds the whole frame plus the guards."""
+        return math.ceil((len(em.iq) / self.player_sps + 2 * GUARD_S) * self.capture_rate_hz
+                         * (1 + 1e-6 * abs(self.mcfg.clock_ppm)))
+
+    def calibrate(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        """(shot-noise record, electronic-noise record), int16 (n, 2) each. As long as a
+        frame's capture: the shot-noise unit's statistical error (about sqrt(2 sps / n)
+        relative) enters the excess-noise estimate as a bias shared by the frames until the
+        next calibration, ~0.3 % of N0 at 10^6 samples."""
         out = []
         for switch in (OpticalSwitch.BLOCKED, OpticalSwitch.LO_OFF):
             self.model.set_frontend(FrontEnd(switch=switch, voa_db=self._voa_db))
@@ -99,19 +112,29 @@ class SimQuantumChannel:
         self._voa_db = voa
         self.model.set_frontend(FrontEnd(voa_db=voa))
         fault = self.faults.get(em.frame)
-        if fault is not None:
+        if fault is not None and fault[0] == "intercept_resend":
+            self.model.set_attack(InterceptResend(self._grid(em.meta), seed=self.mcfg.seed))
+        elif fault is not None:
             self.model.inject(fault[0], **fault[1])
         try:
             self.model.load_dac(em.iq, cyclic=False)
-            n = math.ceil((len(em.iq) / self.player_sps + 2 * GUARD_S) * self.capture_rate_hz
-                          * (1 + 1e-6 * abs(self.mcfg.clock_ppm)))
+            n = self.capture_samples(em)
             self.model.advance(max(0.0, self.mcfg.delay_s - GUARD_S))
             iq = self._record(n)
             status = self.model.status()
         finally:
             if fault is not None:
                 self.model.clear_faults()
+                self.model.set_attack(None)
         return Capture(iq, status, self.capture_rate_hz, self.mcfg.if_hz, self.mcfg.if_hz)
+
+    def _grid(self, meta: dict) -> SymbolGrid:
+        """The frame's symbol modes in player samples (what Eve measures and resends)."""
+        sps = int(meta["sps"])
+        c = meta["config"]
+        return SymbolGrid(rrc_taps(sps, c["rolloff"], c["half_span"]), sps,
+                          int(meta["data_start_symbol"]) * sps, int(meta["n_data"]),
+                          subcarrier=meta["signal_offset_hz"] / self.player_sps)
 
     def _record(self, n: int) -> np.ndarray:
         out = np.empty((n, 2), dtype=np.int16)

@@ -62,6 +62,10 @@ class BlockRecord:
     beta: float | None = None
     fer: float | None = None
     bound_bits_per_key_symbol: float | None = None
+    pe_samples: int = 0  # real PE samples (2 per heterodyne symbol)
+    v_a: float | None = None  # empirical modulation variance of the PE data, SNU
+    n_decoded: int = 0  # key symbols in verified codewords
+    leak_verify_bits: int = 0
     hash_input_bits: int = 0
     hash_output_bits: int = 0
     secret_bits: int = 0  # delivered to applications (both stores)
@@ -152,7 +156,7 @@ class LinkReport:
                              f"(+{b.auth_refill_bits} authentication refill) from {b.n_total} "
                              f"symbols; bound {b.bound_bits_per_key_symbol:.4f} bits/key symbol")
             else:
-                lines.append(f"block {b.block}: no key: {b.detail or b.reason}")
+                lines.append(f"block {b.block}: {b.detail or b.reason}")
         lines.append(f"secret bits {s['secret_bits']}: {s['secret_bits_per_symbol']:.3g} "
                      f"bits/symbol, {s['secret_bits_per_s_processing']:.4g} bits/s of "
                      f"processing ({s['symbols_per_s_processing']:.4g} symbols/s, wall "

@@ -1,0 +1,201 @@
+"""End to end: `cvqkd link --sim` (controller.link) fills both key stores with identical keys,
+never above the finite-size bound, and every abort leaves the stores as they were."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.cli import main
+from controller.config import LinkConfig, config_from_dict
+from controller.keystore import READY, KeyStore
+from controller.link import open_store, prepare_workdir, run_link
+from controller.link_report import LinkReport
+from reconcile import holevo
+from reconcile.finite_size import lgg_penalty
+from reconcile.keyrate import effective_channel
+
+
+def small_config(**protocol) -> LinkConfig:
+    """5 km, V_A 1.5 (SNR ~0.37: the MET rate-0.2 code), frames of 2^18 symbols, 2^21-symbol
+    blocks (8 frames), a 16000-bit code: a positive LGG key (~0.05 bits/symbol) from one
+    block in about 12 s. At 2^20 symbols the bound is marginal (~0.02 bits/key symbol) and
+    the authentication refill can take all of it."""
+    doc = {"physics": {"distance_km": 5.0, "seed": 7},
+           "modulation": {"v_a": 1.5},
+           "protocol": {"frame_symbols": 1 << 18, "block_symbols": 1 << 21, "code_n": 16000,
+                        **protocol}}
+    return config_from_dict(doc)
+
+
+def run(cfg: LinkConfig, root: Path, frames: int, **kw) -> LinkReport:
+    wd = prepare_workdir(cfg, root)
+    return asyncio.run(run_link(cfg, wd, frames, **kw))
+
+
+def store_keys(path: Path) -> dict[str, bytes]:
+    """Every ready key of a store: UUID -> material (through the store API)."""
+    with open_store(path) as store:
+        return {r.key_id: store.material(r.key_id) for r in store.list_keys(READY)}
+
+
+def both_stores(root: Path, cfg: LinkConfig) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    e = cfg.endpoints
+    return store_keys(root / e.store_alice), store_keys(root / e.store_bob)
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LinkConfig, LinkReport]:
+    cfg = small_config()
+    root = tmp_path_factory.mktemp("link")
+    return root, cfg, run(cfg, root, frames=8)
+
+
+def test_keys_identical_at_both_ends(good_run) -> None:
+    root, cfg, report = good_run
+    assert report.session_abort is None
+    alice, bob = both_stores(root, cfg)
+    assert len(alice) > 0 and alice == bob  # same UUIDs, same material, key by key
+    assert all(len(k) == cfg.protocol.key_bytes for k in alice.values())
+    block = report.blocks[0]
+    assert block.ok and block.secret_bits == 8 * cfg.protocol.key_bytes * len(alice)
+    # the keys are not trivially structured (PA output of a CSPRNG-driven protocol)
+    data = np.frombuffer(b"".join(alice.values()), np.uint8)
+    assert abs(np.unpackbits(data).mean() - 0.5) < 5 / math.sqrt(8 * data.size)
+
+
+def test_secret_length_never_above_finite_size_bound(good_run) -> None:
+    """Recompute LGG's bound from the block's measured parameters, independently of
+    controller.link_protocol: n (beta I_AB - chi_BE(T_min, xi_max) - Delta(n)) - tags."""
+    _, cfg, report = good_run
+    b = report.blocks[0]
+    p = cfg.physics
+    i_ab = math.log2(1.0 + b.snr)  # heterodyne: two quadratures
+    t_e, xi_e, eta_e, vel_e = effective_channel(np.float64(b.transmittance_min),
+                                                np.float64(b.xi_max), p.eta, b.v_el,
+                                                True, True)
+    chi = float(holevo.holevo_trusted(b.v_a, t_e, xi_e, eta_e, vel_e, True))
+    n_key = b.n_total - b.pe_samples / 2
+    bound_bits = b.n_decoded * (b.beta * i_ab - chi - float(lgg_penalty(n_key, 1e-10)))
+    assert 0 < b.secret_bits + b.auth_refill_bits <= b.hash_output_bits
+    assert b.hash_output_bits <= bound_bits - b.leak_verify_bits
+    assert b.hash_output_bits >= bound_bits - b.leak_verify_bits - 1.0  # the bound is used
+    assert 0 < b.beta <= 1.0
+
+
+def test_estimated_xi_agrees_with_configured(good_run) -> None:
+    _, cfg, report = good_run
+    b = report.blocks[0]
+    assert b.xi_low <= cfg.physics.xi <= b.xi_max
+    assert b.transmittance_min <= cfg.physics.transmittance * 1.01
+    assert abs(b.transmittance / cfg.physics.transmittance - 1) < 0.03
+    assert abs(b.v_el - cfg.physics.v_el) < 0.01
+
+
+def test_second_run_adds_keys_and_keeps_old_ones(good_run, tmp_path: Path) -> None:
+    root0, cfg, _ = good_run
+    root = tmp_path / "w"
+    shutil.copytree(root0, root)
+    before, _ = both_stores(root, cfg)
+    report = run(cfg, root, frames=8)
+    alice, bob = both_stores(root, cfg)
+    assert report.session_abort is None and alice == bob
+    assert set(before) < set(alice)
+
+
+def _abort_run(good_run, tmp_path: Path, frames: int = 1, **kw) -> tuple[LinkReport, dict]:
+    """A run on a copy of the good run's work directory; the stores must be untouched."""
+    root0, cfg, _ = good_run
+    root = tmp_path / "w"
+    shutil.copytree(root0, root)
+    before = both_stores(root, cfg)
+    small = dataclasses.replace(cfg, protocol=dataclasses.replace(
+        cfg.protocol, frame_symbols=1 << 16, **kw.pop("protocol", {})))
+    report = run(small, root, frames=frames, **kw)
+    after = both_stores(root, cfg)
+    assert after == before and after[0] == after[1]  # nothing lost, nothing added
+    return report, after[0]
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    (("excess_noise_spike", {"xi": 0.5}), "excess_noise"),
+    (("lo_unlock", {}), "lo_unlock"),
+    (("saturation", {"gain": 30.0}), "saturation"),
+    (("fibre_cut", {}), "sync_failure"),
+    (("intercept_resend", {}), "excess_noise"),
+])
+def test_fault_aborts_the_frame(good_run, tmp_path: Path, fault, reason) -> None:
+    report, _ = _abort_run(good_run, tmp_path, faults={0: fault})
+    assert report.session_abort is None
+    (frame,) = report.frames
+    assert not frame.ok and frame.reason == reason
+    assert report.blocks[0].secret_bits == 0 and not report.blocks[0].ok
+
+
+def test_intercept_resend_shows_two_snu(good_run, tmp_path: Path) -> None:
+    report, _ = _abort_run(good_run, tmp_path, faults={0: ("intercept_resend", {})},
+                           protocol={"xi_abort": 10.0})
+    xi = report.frames[0].xi
+    assert 1.5 < xi < 2.5  # Grosshans & Grangier 2002: 2 SNU input-referred
+    assert report.blocks[0].secret_bits == 0
+
+
+def test_authentication_failure(good_run, tmp_path: Path) -> None:
+    report, _ = _abort_run(good_run, tmp_path, psk_mismatch=True)
+    assert report.session_abort["reason"] == "authentication_failure"
+    assert report.frames == []
+
+
+def test_peer_timeout(good_run, tmp_path: Path) -> None:
+    # Bob's capture and DSP take far longer than 0.1 s: Alice gives up waiting
+    report, _ = _abort_run(good_run, tmp_path, protocol={"peer_timeout_s": 0.1})
+    assert report.session_abort["reason"] == "peer_timeout"
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["link", "--sim", "--distance-km", "5", "--va", "1.5", "--frame-symbols",
+               "65536", "--block-symbols", "65536", "--code-n", "16000", "--frames", "1",
+               "--json", "--workdir", str(tmp_path / "w")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["frames"] == 1 and out["symbols"] == 65536
+    assert out["key_store_alice"].endswith("alice-keys.sqlite")
+    assert out["key_store_bob"].endswith("bob-keys.sqlite")
+    # 65536 symbols are far too few for a finite-size key: reported, nothing stored
+    assert out["secret_bits"] == 0 and out["keys_in_store_alice"] == 0
+    assert "no key: finite-size bound" in out["block_records"][0]["detail"]
+    with KeyStore.open(out["key_store_bob"]) as store:
+        assert store.list_keys() == []
+
+
+@pytest.mark.parametrize(("argv", "msg"), [
+    (["--frames", "0"], "--frames must be >= 1"),
+    (["--xi", "-1"], "physics.xi"),
+    (["--frame-symbols", "4096", "--block-symbols", "2048"], "block_symbols"),
+])
+def test_cli_bad_input(tmp_path: Path, capsys, argv, msg) -> None:
+    rc = main(["link", "--sim", "--workdir", str(tmp_path / "w"), *argv])
+    assert rc == 2 and msg in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_default_25km_block(tmp_path: Path) -> None:
+    """The configured defaults (25 km, frames of 2^20, 10^7-symbol blocks): xi within its
+    interval; a key only if the bound is positive (it is not at 10^7 with beta 0.88)."""
+    cfg = LinkConfig()
+    report = run(cfg, tmp_path / "w", frames=math.ceil(cfg.protocol.block_symbols
+                                                       / cfg.protocol.frame_symbols))
+    b = report.blocks[0]
+    assert report.session_abort is None
+    assert b.xi_low <= cfg.physics.xi <= b.xi_max
+    alice, bob = both_stores(tmp_path / "w", cfg)
+    assert alice == bob
+    if b.bound_bits_per_key_symbol <= 0:
+        assert b.secret_bits == 0 and not alice

@@ -201,10 +201,8 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
             lo, hi = int(pred) - c0 - 64, int(pred) - c0 + tmpl.size + 64
             if lo < 0 or hi > n:
                 raise SyncError("frame not fully captured (postamble outside the capture)")
-        v, s0, _ = chain.corrected(lo, hi)
-        v = v[lo - s0: hi - s0]
-        peak, pratio, _ = find_peak(correlate(v, tmpl), config.min_sync_ratio)
-        n_at = lo + peak + c0
+        peak, pratio = _search(chain, lo, hi, tmpl, config.min_sync_ratio)
+        n_at = peak + c0
         # the peak aligns the template's centre (the clock stretches the preamble by ~0.05
         # sample at 20 ppm), so compare the clock there
         mid = (cfg.preamble_len - 1) * sps / 2
@@ -235,9 +233,10 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     didx, dx = disclosed_idx[order], disclosed_x[order]
     passes = 0
     chunk = config.chunk_symbols
+    y = np.empty(n_data, dtype=np.complex128)
     while True:
         passes += 1
-        y, st, lost = _main_pass(chain, a0, sps, didx, dx, n_data, chunk, tblk, a2)
+        st, lost = _main_pass(chain, a0, sps, didx, dx, y, chunk, tblk, a2)
         lost |= np.repeat(st.bad(), tblk)[:n_data]
         if lost.mean() > 0.5:
             raise SyncError(f"signal lost in {lost.mean():.0%} of the frame")
@@ -299,6 +298,31 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     return RxResult(y, mask, summary)
 
 
+def _search(chain: _Chain, lo: int, hi: int, tmpl: np.ndarray, min_ratio: float,
+            window: int = 1 << 17) -> tuple[float, float]:
+    """Best preamble correlation peak (capture sample index, fractional) in [lo, hi), in
+    overlapping windows so that memory stays small; the peak/median ratio of its window."""
+    best: tuple[float, float, float] | None = None  # (|peak|, position, ratio)
+    fails = []
+    start = lo
+    while start + tmpl.size + 2 < hi:
+        end = min(hi, start + window + tmpl.size)
+        v, s0, _ = chain.corrected(start, end)
+        c = correlate(v[start - s0: end - s0], tmpl)
+        del v
+        try:
+            pk, ratio, val = find_peak(c, min_ratio)
+        except SyncError as exc:
+            fails.append(exc.reason)
+        else:
+            if best is None or abs(val) > best[0]:
+                best = (abs(val), start + pk, ratio)
+        start += window
+    if best is None:
+        raise SyncError(fails[0] if fails else "search window shorter than the preamble")
+    return best[1], best[2]
+
+
 def _shift_track(chain: _Chain, delta: np.ndarray, tblk: int, sps: int, data_start: int
                  ) -> None:
     """Move the symbol positions by the measured offsets (Bob samples per timing block)."""
@@ -334,15 +358,16 @@ PILOT_CHECK_SYMBOLS = 512  # 5 us at 100 MBd
 
 
 def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarray,
-               n_data: int, chunk: int, tblk: int, pilot_ref: float
-               ) -> tuple[np.ndarray, _Blocks, np.ndarray]:
+               y: np.ndarray, chunk: int, tblk: int, pilot_ref: float
+               ) -> tuple[_Blocks, np.ndarray]:
     """Data symbols k at Alice sample a0 + k sps, i.e. Bob sample chain.track.bob(...), in
     chunks; the per-block statistics (`_Blocks`, blocks of `tblk` symbols); and the symbols
     lost by the pilot check: in runs of PILOT_CHECK_SYMBOLS, a mean pilot power outside
     [1/4, 4] times `pilot_ref` (the pilot's power from the start of the capture) means the
     light or the detector was lost (fibre cut, saturation, LO unlock) there. `didx` must be
-    sorted (with `dx`). Memory: the output plus one chunk's buffers."""
-    y = np.empty(n_data, dtype=np.complex128)
+    sorted (with `dx`). Writes the symbols into `y` (reused across passes). Memory: the
+    output plus one chunk's buffers."""
+    n_data = y.size
     lost = np.zeros(n_data, dtype=bool)
     nblk = (n_data + tblk - 1) // tblk
     st = _Blocks(np.zeros((nblk, 3), dtype=np.complex128), np.zeros(nblk), np.zeros(nblk),
@@ -378,12 +403,13 @@ def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndar
             st.yy += np.bincount(b, np.abs(y[sel]) ** 2, nblk)
             st.xx += np.bincount(b, np.abs(xc) ** 2, nblk)
         del v, pil
-    return y, st, lost
+    return st, lost
 
 
 def _ranges(flags: np.ndarray) -> list[list[int]]:
     """[start, end) index ranges where `flags` is True."""
-    e = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    z = np.zeros(1, dtype=np.int8)
+    e = np.flatnonzero(np.diff(np.concatenate((z, flags.astype(np.int8), z))))
     return [[int(a), int(b)] for a, b in zip(e[0::2], e[1::2], strict=True)]
 
 
@@ -421,7 +447,7 @@ def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) ->
 
 
 def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, name: str,
-                          chunk: int = 1 << 19) -> float | None:
+                          chunk: int = 1 << 18) -> float | None:
     """Per-quadrature variance (ADC units^2) of a calibration capture through the same chain as
     the signal: the pilot smoother's subtraction (a linear filter 1 - H that also scales the
     data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth), the carrier shift and the

@@ -157,3 +157,17 @@ def rotate_linear(y: np.ndarray, c0: float, slope: float, gain: float) -> None:
             rot = gain * complex(np.cos(ph), np.sin(ph))
         y[k] *= rot
         rot *= step
+
+
+@nb.njit(cache=True)
+def run_power(pil: np.ndarray, pos: np.ndarray, s0: int, run: int) -> np.ndarray:
+    """Mean |pil|^2 at the samples nearest to `pos` (global indices; pil starts at s0), over
+    consecutive runs of `run` positions."""
+    nrun = (pos.size + run - 1) // run
+    out = np.zeros(nrun)
+    for k in range(pos.size):
+        z = pil[int(np.round(pos[k])) - s0]
+        out[k // run] += z.real * z.real + z.imag * z.imag
+    for r in range(nrun):
+        out[r] /= min(run, pos.size - r * run)
+    return out

@@ -77,3 +77,17 @@ def test_sync_many_seeds(seed):
     _, _, r, added = _run(50_000, seed=100 + seed, linewidth_hz=10e3,
                           clock_ppm=float(np.linspace(-20, 20, 50)[seed]))
     assert r.mask.all() and added["xi_added"] < 0.03
+
+
+def test_cyclic_capture_starting_mid_frame():
+    # the player repeats the frame; the capture starts 60 % into one repetition
+    f = build_frame(TxConfig(), 30_000, KEY, 5)
+    n = f.meta["n_samples"]
+    ch = run_channel(f.meta, f.symbols, ChannelParams(seed=5, delay_samples=0.4 * n + 0.3,
+                                                      extra_samples=5000))
+    idx = np.arange(0, 30_000, 2)
+    r = receive(ch["adc"], f.meta, 500e6, idx, f.symbols[idx], ch["shot"], ch["elec"], eta=0.7)
+    assert r.mask.all()
+    assert r.summary["sync"]["preamble"]["bob_sample"] == pytest.approx(
+        0.4 * n + 0.3 + (f.meta["preamble_start_symbol"] * 5) / ch["ratio"], abs=0.05)
+    assert r.summary["transmittance"] == pytest.approx(0.316, rel=0.05)

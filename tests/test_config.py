@@ -52,3 +52,26 @@ def test_file_errors(tmp_path: Path) -> None:
     bad.write_text("[physics\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("doc", "msg"),
+    [
+        ({"protocol": {"security_bound": "asymptotic"}}, r"protocol\.security_bound must be one"),
+        ({"protocol": {"code_n": 10}}, r"protocol\.code_n = 10 is out of range"),
+        ({"protocol": {"decoder_iterations": 0}}, r"protocol\.decoder_iterations = 0 is out"),
+        ({"protocol": {"key_bytes": 0}}, r"protocol\.key_bytes = 0 is out of range"),
+        ({"protocol": {"clip_fraction_abort": 2.0}}, r"protocol\.clip_fraction_abort = 2\.0"),
+        ({"protocol": {"frame_symbols": 4096, "block_symbols": 2048}},
+         r"block_symbols must be >= protocol\.frame_symbols"),
+    ],
+)
+def test_link_protocol_settings(doc: dict, msg: str) -> None:
+    with pytest.raises(ConfigError, match=msg):
+        config_from_dict(doc)
+
+
+def test_link_protocol_defaults() -> None:
+    p = LinkConfig().protocol
+    assert p.security_bound == "lgg" and p.key_bytes == 32 and p.code_n == 64_000
+    assert p.beta_target == 0.88  # what the MET family decodes at 25 km (docs/protocol.md)

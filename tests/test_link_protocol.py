@@ -1,0 +1,122 @@
+"""The rules both ends apply identically (controller.link_protocol, controller.link_end)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from controller import channel as ch
+from controller.config import LinkConfig, config_from_dict
+from controller.link_end import AUTH_UNIT_BITS, split_key
+from controller.link_protocol import (
+    AbortReason,
+    LinkAbort,
+    block_bound,
+    channel_abort,
+    check_estimate,
+    check_tags,
+    codeword_tags,
+    config_digest,
+    estimate,
+    pe_indices,
+    verify_keys_needed,
+)
+
+
+def test_pe_subset_depends_on_both_nonces() -> None:
+    a, b = os.urandom(32), os.urandom(32)
+    idx = pe_indices(a, b, 100_000, 0.1)
+    assert idx.size == 10_000 and np.all(np.diff(idx) > 0)  # sorted, without repetition
+    assert 0 <= idx[0] and idx[-1] < 100_000
+    assert np.array_equal(idx, pe_indices(a, b, 100_000, 0.1))  # both ends agree
+    assert not np.array_equal(idx, pe_indices(a, os.urandom(32), 100_000, 0.1))
+    assert not np.array_equal(idx, pe_indices(os.urandom(32), b, 100_000, 0.1))
+    # roughly uniform over the frame: each tenth holds ~1000 (binomial sd ~30)
+    counts = np.bincount(idx // 10_000, minlength=10)
+    assert np.all(np.abs(counts - 1000) < 150)
+    with pytest.raises(ValueError, match="32 bytes"):
+        pe_indices(b"short", b, 1000, 0.1)
+
+
+def test_split_key() -> None:
+    key = os.urandom(1000)
+    m = 8 * 1000 - 3
+    app, auth = split_key(key, m, auth_key_bits=3 * AUTH_UNIT_BITS, key_bytes=32)
+    assert auth == [key[:96]]
+    assert len(app) == (1000 - 96 - 1) // 32 and all(len(k) == 32 for k in app)
+    assert app[0] == key[96:128]
+    app, auth = split_key(key, 100, auth_key_bits=AUTH_UNIT_BITS, key_bytes=32)
+    assert app == [] and auth == []  # 100 bits: not even one pool key
+
+
+def test_abort_reasons_have_messages_and_scope() -> None:
+    for r in AbortReason:
+        assert r.message and isinstance(r.value, str)
+    assert AbortReason.PEER_TIMEOUT.session_level and not AbortReason.LO_UNLOCK.session_level
+    exc = LinkAbort(AbortReason.SATURATION, "12 clipped")
+    assert str(exc) == "detector/ADC saturation during the capture: 12 clipped"
+    assert channel_abort(ch.ChannelTimeout("x")).reason == AbortReason.PEER_TIMEOUT
+    assert channel_abort(ch.AuthenticationError("x")).reason == \
+        AbortReason.AUTHENTICATION_FAILURE
+    assert channel_abort(ch.HandshakeError("x")).reason == AbortReason.AUTHENTICATION_FAILURE
+    assert channel_abort(ch.ChannelClosed("x")).reason == AbortReason.PEER_LOST
+
+
+def test_config_digest_covers_protocol_not_physics() -> None:
+    base = LinkConfig()
+    assert config_digest(base) == config_digest(config_from_dict({"physics": {"xi": 0.05}}))
+    assert config_digest(base) != config_digest(config_from_dict({"protocol": {"code_n": 32000}}))
+
+
+def test_verification_tags_per_codeword() -> None:
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 2, (10, 500), dtype=np.uint8)
+    keys = [os.urandom(32) for _ in range(verify_keys_needed(10))]
+    tagged = np.ones(10, bool)
+    tagged[4] = False
+    tags = codeword_tags(keys, words, tagged)
+    other = words.copy()
+    other[2, 17] ^= 1
+    ok = check_tags(keys, other, tagged, tags)
+    assert ok.tolist() == [True, True, False, True, False, True, True, True, True, True]
+    assert verify_keys_needed(10) == 3 and verify_keys_needed(256) == 64
+    with pytest.raises(ValueError, match="longer code"):
+        verify_keys_needed(257)
+
+
+def _pe(n: int, xi: float, seed: int, t_ch: float = 0.5, eta: float = 0.7, v_el: float = 0.1):
+    """Heterodyne PE pairs with the project's convention (test data from a seeded PRNG)."""
+    rng = np.random.default_rng(seed)
+    v_a = 4.0
+    x = math.sqrt(v_a) * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
+    g = eta * t_ch
+    noise = math.sqrt(1 + v_el + g * xi / 2)
+    y = math.sqrt(g / 2) * x + noise * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
+    return x, y
+
+
+def test_excess_noise_check_and_block_bound() -> None:
+    cfg = config_from_dict({"physics": {"eta": 0.7}, "protocol": {"xi_abort": 0.1}})
+    x, y = _pe(200_000, 0.02, 1)
+    est = estimate(cfg, x, y, 0.1)
+    assert abs(est.excess_noise - 0.02) < 0.03 and est.excess_noise_max > est.excess_noise
+    check_estimate(cfg, est)
+    xs, ys = _pe(200_000, 0.5, 2)
+    with pytest.raises(LinkAbort) as info:
+        check_estimate(cfg, estimate(cfg, xs, ys, 0.1))
+    assert info.value.reason == AbortReason.EXCESS_NOISE
+    # a block of 2 x 10^6 symbols of which 2 x 10^5 PE: the bound grows with the net bits and
+    # is never above beta I_AB per decoded symbol
+    kw = dict(v_el=0.1, n_total=2_000_000, n_decoded=1_700_000, codewords=100, failed=5,
+              input_bits=3_000_000, leak_verify_bits=61 * 95, auth_key_bits=0)
+    low = block_bound(cfg, est, net_bits=int(0.58 * 1_700_000), **kw)
+    high = block_bound(cfg, est, net_bits=int(0.64 * 1_700_000), **kw)
+    assert high.pa.hash_output_bits > low.pa.hash_output_bits
+    i_ab = math.log2(1 + est.snr)
+    assert high.bits_per_symbol < high.beta * i_ab and high.fer == 0.05
+    assert high.pa.hash_output_bits <= 1_700_000 * high.bits_per_symbol - 61 * 95
+    none = block_bound(cfg, est, net_bits=0, **kw)
+    assert none.pa.hash_output_bits == 0

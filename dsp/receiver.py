@@ -9,10 +9,12 @@ Stages (docs/dsp.md has the reasoning and the measurements):
     the period; the postamble must appear where the clock predicts;
  5. main pass, in chunks: pilot phase recovery and subtraction, carrier offset, matched filter
     evaluated at the fractional positions of the symbols (resampling + downsampling);
- 6. symbol lag confirmed against the disclosed symbols; data-aided timing check (a second main
-    pass if the timing is off by more than a tolerance); closed-form phase and gain;
- 7. shot-noise and electronic-noise captures through the same filter and positions -> SNU.
-A failure of any check raises `SyncError` with a reason; nothing is returned then.
+ 6. signal-loss check (pilot power per 512 symbols, data-aided correlation per block): lost
+    stretches are masked, never returned as symbols; symbol lag confirmed against the
+    disclosed symbols; data-aided timing check (a second main pass if the timing is off by more
+    than a tolerance); closed-form phase (linear in time) and gain;
+ 7. shot-noise and electronic-noise captures through the same linear chain -> SNU.
+A failure of a frame-level check raises `SyncError` with a reason; nothing is returned then.
 """
 
 from __future__ import annotations

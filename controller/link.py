@@ -24,7 +24,12 @@ from pathlib import Path
 from controller import channel as chan
 from controller.auth import KeyPool, Role
 from controller.config import LinkConfig
-from controller.key_commit import recover_coordinator, recover_participant, refill_pool
+from controller.key_commit import (
+    CommitError,
+    recover_coordinator,
+    recover_participant,
+    refill_pool,
+)
 from controller.keystore import (
     READY,
     KeyStore,
@@ -38,6 +43,22 @@ from controller.link_protocol import AbortReason, LinkAbort, channel_abort
 from controller.link_quantum import SimQuantumChannel
 from controller.link_report import LinkReport, StageTimer
 from controller.psk import create_psk_file
+
+# what a malformed or inconsistent (but authenticated) peer message raises while it is parsed
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, CommitError)
+
+
+def as_abort(exc: Exception) -> LinkAbort:
+    """The session-level abort for an exception that ended one end's task. The text of a
+    parsing error is not kept (only its class): it might quote data."""
+    if isinstance(exc, LinkAbort):
+        return exc
+    if isinstance(exc, chan.ChannelError):
+        return channel_abort(exc)
+    if isinstance(exc, CommitError):  # its message is safe to log (key_commit)
+        return LinkAbort(AbortReason.PEER_LOST, f"key commit failed: {exc}")
+    return LinkAbort(AbortReason.PEER_LOST, f"malformed or inconsistent peer message "
+                                            f"({type(exc).__name__})")
 
 
 @dataclass(frozen=True)
@@ -111,8 +132,8 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
                 refill_pool(pool_a, store_a)
             await run_alice(ctx, qc, frames)
             await channel.close()
-        except (chan.ChannelError, LinkAbort) as exc:
-            aborts["alice"] = exc if isinstance(exc, LinkAbort) else channel_abort(exc)
+        except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
+            aborts["alice"] = as_abort(exc)
             with contextlib.suppress(chan.ChannelError):
                 await channel.abort(aborts["alice"].reason.value)
         finally:
@@ -130,8 +151,8 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
                              lambda s: progress(f"bob: {s}"), "alice")
             await run_bob(ctx, qc, report)
             await channel.close()
-        except (chan.ChannelError, LinkAbort) as exc:
-            aborts["bob"] = exc if isinstance(exc, LinkAbort) else channel_abort(exc)
+        except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
+            aborts["bob"] = as_abort(exc)
             if channel is not None:
                 with contextlib.suppress(chan.ChannelError):
                     await channel.abort(aborts["bob"].reason.value)

@@ -17,6 +17,7 @@ from controller.cli import main
 from controller.config import LinkConfig, config_from_dict
 from controller.keystore import READY, KeyStore
 from controller.link import open_store, prepare_workdir, run_link
+from controller.link_protocol import AbortReason, LinkAbort
 from controller.link_report import LinkReport
 from reconcile import holevo
 from reconcile.finite_size import lgg_penalty
@@ -199,3 +200,23 @@ def test_default_25km_block(tmp_path: Path) -> None:
     assert alice == bob
     if b.bound_bits_per_key_symbol <= 0:
         assert b.secret_bits == 0 and not alice
+
+
+def test_peer_killed_mid_block(good_run, tmp_path: Path, monkeypatch) -> None:
+    """Bob's connection drops hard during frame 1 of a 2-frame block: Alice sees the peer
+    gone, frame 0's reconciled bits (open block) are discarded, the stores are untouched."""
+    import controller.link_bob as link_bob
+
+    real = link_bob._frame
+
+    async def dying(ctx, rec, *args):
+        if rec.frame == 1:
+            ctx.channel._writer.transport.abort()  # like a killed process: no CLOSE, no ABORT
+            raise LinkAbort(AbortReason.PEER_LOST, "test: Bob killed")
+        return await real(ctx, rec, *args)
+
+    monkeypatch.setattr(link_bob, "_frame", dying)
+    report, _ = _abort_run(good_run, tmp_path, frames=2, protocol={"block_symbols": 1 << 17})
+    assert report.session_abort["reason"] == "peer_lost"
+    assert report.frames[0].ok  # frame 0 was reconciled, but its block never closed
+    assert report.blocks == []

@@ -87,6 +87,8 @@ async def run_bob(ctx: EndContext, qc: SimQuantumChannel, report: LinkReport) ->
         del em
         rec = FrameRecord(frame=f, symbols=n, ok=False)
         report.frames.append(rec)
+        ctx.progress(f"frame {f}: captured {cap.iq.shape[0]} samples "
+                     f"({cap.status.clip_count} clipped)")
         abort = _status_abort(ctx, cap)
         nonce_b = os.urandom(NONCE_BYTES)
         if abort is not None:
@@ -121,6 +123,7 @@ async def _frame(ctx: EndContext, rec: FrameRecord, block: BlockState, cap: Capt
                 eta=cfg.physics.eta, detection=cfg.modulation.detection, nco_hz=cap.nco_hz,
                 if_hz=cap.if_hz)
         del cap
+        ctx.progress(f"frame {f}: DSP recovered {res.summary['n_recovered']}/{n} symbols")
         v_el = float(res.summary["electronic_noise_snu"])
         y_pe = res.symbols[idx]
         if not np.all(res.mask[idx]):

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -90,6 +91,36 @@ def frame_count(args: argparse.Namespace, cfg: LinkConfig) -> int:
     return max(1, math.ceil(cfg.protocol.block_symbols / n))
 
 
+class Progress:
+    """Plain lines when `out` is not a terminal; on a terminal, one status line rewritten in
+    place (a bar over the frames) with block results and aborts kept as lines."""
+
+    def __init__(self, out, frames: int) -> None:
+        self.out, self.frames = out, frames
+        self.tty = out.isatty()
+        self.width = max(40, shutil.get_terminal_size().columns - 1)
+        self.done_frames = 0
+
+    def __call__(self, line: str) -> None:
+        if not self.tty:
+            print(line, file=self.out, flush=True)
+            return
+        if "verified" in line or "aborted" in line:
+            self.done_frames += 1
+        keep = "block" in line or "aborted" in line
+        if keep:
+            self.out.write("\r\033[K" + line + "\n")
+        n = 20 * self.done_frames // self.frames
+        bar = f"[{'#' * n}{'.' * (20 - n)}] {self.done_frames}/{self.frames} "
+        self.out.write("\r\033[K" + (bar + line)[:self.width])
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+            self.out.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     from controller.link import prepare_workdir, run_link
 
@@ -102,8 +133,11 @@ def run(args: argparse.Namespace) -> int:
           f"V_A {cfg.modulation.v_a:g} SNU, {frames} frames of {cfg.protocol.frame_symbols} "
           f"symbols, PA block {cfg.protocol.block_symbols} symbols, workdir {wd.root}",
           file=out, flush=True)
-    report = asyncio.run(run_link(cfg, wd, frames,
-                                  progress=lambda s: print(s, file=out, flush=True)))
+    progress = Progress(out, frames)
+    try:
+        report = asyncio.run(run_link(cfg, wd, frames, progress=progress))
+    finally:
+        progress.done()
     if args.json:
         print(json.dumps(report.to_json()))
     else:

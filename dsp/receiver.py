@@ -386,10 +386,10 @@ def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndar
         y[k0:k1] = chain.sample(p, v, s0)
         mean_pp = kernels.run_power(pil, p, s0, run)
         bad_run = (mean_pp < 0.25 * pilot_ref) | (mean_pp > 4.0 * pilot_ref)
-        # a run partly hit shows a diluted mean: lose the neighbours of a bad run too
-        bad_run[:-1] |= bad_run[1:].copy()
-        bad_run[1:] |= bad_run[:-1].copy()
-        lost[k0:k1] = np.repeat(bad_run, run)[:k1 - k0]
+        grown = bad_run.copy()  # neighbours within the chunk now, across chunks at the end
+        grown[:-1] |= bad_run[1:]
+        grown[1:] |= bad_run[:-1]
+        lost[k0:k1] = np.repeat(grown, run)[:k1 - k0]
         i0, i1 = np.searchsorted(didx, [k0, k1])
         if i1 > i0:
             sel, xs = didx[i0:i1], dx[i0:i1]
@@ -404,7 +404,13 @@ def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndar
             st.yy += np.bincount(b, np.abs(y[sel]) ** 2, nblk)
             st.xx += np.bincount(b, np.abs(xc) ** 2, nblk)
         del v, pil
-    return st, lost
+    # a run partly hit shows a diluted mean: lose the neighbours of a bad run too (runs are
+    # aligned across chunks, chunk being a multiple of run)
+    runs = lost[::run]
+    grown = runs.copy()
+    grown[:-1] |= runs[1:] & (np.arange(1, runs.size) * run % chunk == 0)
+    grown[1:] |= runs[:-1] & (np.arange(1, runs.size) * run % chunk == 0)
+    return st, np.repeat(grown, run)[:n_data]
 
 
 def _ranges(flags: np.ndarray) -> list[list[int]]:

@@ -168,9 +168,10 @@ def _precode_degree_two_girth(code) -> float:
 
 def test_degree_two_core_variables_form_no_short_cycles() -> None:
     """A cycle of L core variables with two precode edges is a codeword of weight
-    L (1 + LDGM degree): the rate-0.1 code lays them out as a forest (none), Mani's rate-0.02
+    L (1 + LDGM degree): the project's codes lay them out as a forest (none), Mani's rate-0.02
     distribution has more of them than precode checks, and the lifting keeps cycles >= 10 long."""
-    assert _precode_degree_two_girth(met_codes.get_code("met_r0.10", 16_000)) == np.inf
+    for name in ("met_r0.05", "met_r0.10", "met_r0.20"):
+        assert _precode_degree_two_girth(met_codes.get_code(name, 16_000)) == np.inf
     assert _precode_degree_two_girth(met_codes.get_code("met_r0.02", 20_000)) >= 10
 
 

@@ -68,12 +68,16 @@ def run(args: argparse.Namespace) -> None:
 
 
 def adapt(args: argparse.Namespace) -> None:
-    """FER of the mother code adapted (puncture/shorten) to each SNR for efficiency --beta."""
-    mother = met_codes.get_code(args.code, args.n)
+    """FER of the mother code (or, with --code family, of `rate_adapt.select`) adapted to each
+    SNR for efficiency --beta."""
+    mother = None if args.code == "family" else met_codes.get_code(args.code, args.n)
     rng = np.random.default_rng(args.seed)
     points = []
     for snr in (float(v) for v in args.snrs.split(",")):
-        a = rate_adapt.for_snr(mother, snr, args.beta, d=args.dim, max_fraction=0.5)
+        if mother is None:  # the family: puncture the next lower-rate member
+            a = rate_adapt.select(snr, args.beta, args.n, d=args.dim)
+        else:
+            a = rate_adapt.for_snr(mother, snr, args.beta, d=args.dim, max_fraction=0.5)
         code, f = a.code, args.frames
         words = np.empty((f, code.n), np.uint8)
         llr = np.empty((f, code.n), np.float32)
@@ -86,12 +90,12 @@ def adapt(args: argparse.Namespace) -> None:
         res = Decoder(code).decode(llr, code.syndrome(words), max_iter=args.max_iter,
                                    threads=args.threads)
         ok = res.converged & np.all(res.bits == words, axis=1)
-        point = {"snr": snr, "rate": a.rate, "punctured": a.punctured,
+        point = {"snr": snr, "code": a.code.name, "rate": a.rate, "punctured": a.punctured,
                  "shortened": a.shortened, "beta": a.beta(snr), "frames": f,
                  "errors": int(f - ok.sum()), "avg_iterations": float(res.iterations.mean())}
         print(json.dumps(point), flush=True)
         points.append(point)
-    out = {"code": args.code, "n": mother.n, "target_beta": args.beta,
+    out = {"code": args.code, "n": args.n, "target_beta": args.beta,
            "load_average": os.getloadavg(), "points": points}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

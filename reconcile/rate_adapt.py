@@ -137,6 +137,20 @@ def for_snr(
     return for_rate(code, beta * capacity_awgn(snr), d, max_fraction, seed)
 
 
+def select(snr: float, beta: float, n: int, d: int = 8, max_puncture: float = 0.5) -> Adaptation:
+    """Rate adaptation over the MET family: the member with the largest design rate not above
+    the target rate beta C(snr), built at the admissible length nearest n, punctured up to the
+    target. Shortening is used only when the target is below the lowest member's rate."""
+    from reconcile import met_codes
+
+    target = beta * capacity_awgn(snr)
+    specs = sorted(met_codes.specs().values(), key=lambda s: s.rate)
+    below = [s for s in specs if s.rate <= target]
+    spec = below[-1] if below else specs[0]
+    code = met_codes.get_code(spec.name, met_codes.nearest_n(spec.name, n))
+    return for_rate(code, target, d, max_fraction=max_puncture)
+
+
 def bob_word(adaptation: Adaptation, random_bits: np.ndarray) -> np.ndarray:
     """Bob's n-bit word: `random_bits` (n - s uniform bits from a CSPRNG) fill the transmitted
     and punctured positions in index order; shortened positions are 0."""

@@ -87,3 +87,14 @@ def test_adapted_code_reconciles_end_to_end(code, target: float) -> None:
     res = Decoder(a.code).decode(np.array(llrs), a.code.syndrome(words_arr), max_iter=300)
     assert res.converged.all()
     np.testing.assert_array_equal(res.bits, words_arr)
+
+
+def test_select_punctures_the_next_lower_family_member() -> None:
+    for snr in (0.05, 0.12, 0.2, 0.3):
+        a = rate_adapt.select(snr, 0.9, 20_000)
+        assert a.beta(snr) == pytest.approx(0.9, abs=0.002)
+        assert a.shortened == 0
+        mother_rate = 1 - a.code.m / a.code.n
+        assert mother_rate <= a.rate + 1e-9
+        others = [s.rate for s in met_codes.specs().values()]
+        assert not any(mother_rate + 1e-9 < r <= a.rate for r in others)

@@ -109,13 +109,19 @@ def plot(args: argparse.Namespace) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for path in sorted(p for p in args.files if not Path(p).name.startswith("adapt")):
         d = json.loads(Path(path).read_text())
-        b = [p["beta"] for p in d["points"]]
-        fer = [max(p["fer"], 0.5 / p["frames"]) for p in d["points"]]
-        line, = ax.semilogy(b, fer, "o-", label=f"{d['code']} n={d['n']} (R={d['rate']:.3f})")
-        ax.axvline(d["threshold_beta"], color=line.get_color(), ls=":", lw=1)
+        pts = sorted(d["points"], key=lambda p: p["beta"])
+        b = np.array([p["beta"] for p in pts])
+        fer = np.array([max(p["fer"], 0.5 / p["frames"]) for p in pts])
+        zero = np.array([p["errors"] == 0 for p in pts])
+        line, = ax.semilogy(b, fer, "-", label=f"{d['code']} n={d['n']} (R={d['rate']:.3f})")
+        c = line.get_color()
+        ax.semilogy(b[~zero], fer[~zero], "o", color=c)
+        ax.semilogy(b[zero], fer[zero], "o", mfc="none", color=c)
+        ax.axvline(d["threshold_beta"], color=c, ls=":", lw=1)
     ax.set_xlabel("reconciliation efficiency beta")
     ax.set_ylabel("frame error rate")
-    ax.set_title("MET codes, d = 8 MDR, C sum-product decoder (dotted: GA threshold)")
+    ax.set_title("MET codes, d = 8 MDR, sum-product (dotted: GA threshold;\n"
+                 "hollow: no error in the frames run, drawn at 1/(2 frames))", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

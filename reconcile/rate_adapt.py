@@ -137,7 +137,7 @@ def for_snr(
     return for_rate(code, beta * capacity_awgn(snr), d, max_fraction, seed)
 
 
-def select(snr: float, beta: float, n: int, d: int = 8, max_puncture: float = 0.5) -> Adaptation:
+def select(snr: float, beta: float, n: int, d: int = 8, max_puncture: float = 0.6) -> Adaptation:
     """Rate adaptation over the MET family: the member with the largest design rate not above
     the target rate beta C(snr), built at the admissible length nearest n, punctured up to the
     target. Shortening is used only when the target is below the lowest member's rate."""

@@ -3,7 +3,7 @@
 The package stores only compact descriptions in `reconcile/data/met_codes.json`: per code, the
 MET ensemble with integer node counts per base graph, the constructor seed, the Gaussian-
 approximation threshold and a SHA-256 fingerprint of one built matrix. Matrices are built on
-demand by `reconcile.ldpc_construct` (quasi-cyclic lifting, under a second for 10^6 variables)
+demand by `reconcile.ldpc_construct` (quasi-cyclic lifting, about a second for 10^6 variables)
 and kept in an in-memory cache. Block lengths must be multiples of the code's `base_n`.
 """
 

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from controller.config import LinkConfig, config_from_dict
 from controller.keystore import READY, KeyStore
 from controller.link import open_store, prepare_workdir, run_link
 from controller.link_protocol import AbortReason, LinkAbort
+from controller.link_quantum import SimQuantumChannel
 from controller.link_report import LinkReport
 from reconcile import holevo
 from reconcile.finite_size import lgg_penalty
@@ -154,8 +156,15 @@ def test_authentication_failure(good_run, tmp_path: Path) -> None:
     assert report.frames == []
 
 
-def test_peer_timeout(good_run, tmp_path: Path) -> None:
-    # Bob's capture and DSP take far longer than 0.1 s: Alice gives up waiting
+def test_peer_timeout(good_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bob's capture stalls (in its worker thread) for 10x the timeout: Alice gives up waiting
+    stalled = SimQuantumChannel.capture
+
+    def capture(self, em):
+        time.sleep(1.0)
+        return stalled(self, em)
+
+    monkeypatch.setattr(SimQuantumChannel, "capture", capture)
     report, _ = _abort_run(good_run, tmp_path, protocol={"peer_timeout_s": 0.1})
     assert report.session_abort["reason"] == "peer_timeout"
 

@@ -39,4 +39,5 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    ffibuilder.compile(tmpdir=str(ROOT), verbose=False)
+    # same file name as `setup.py build_ext` gives, so no stale copy can shadow it
+    ffibuilder.compile(tmpdir=str(ROOT), verbose=False, target="_pa.abi3.so")

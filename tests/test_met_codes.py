@@ -193,7 +193,7 @@ def test_small_code_decodes_with_the_reference_decoder() -> None:
         for _ in range(3):
             x = rng.normal(size=code.n)
             y = x + rng.normal(scale=np.sqrt(1 / snr), size=code.n)
-            c = mdr.random_bits(code.n)
+            c = rng.integers(0, 2, code.n, dtype=np.uint8)
             alpha, norms = mdr.bob_encode(y, c, 8)
             llr = mdr.alice_llr(x, alpha, norms, 8, 1 / snr)
             bits, ok, _ = met_sp_reference.decode(code, llr, code.syndrome(c), max_iter=150)

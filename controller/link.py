@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from controller.link_alice import run_alice
 from controller.link_bob import run_bob
 from controller.link_end import EndContext
 from controller.link_protocol import AbortReason, LinkAbort, channel_abort
-from controller.link_quantum import SimQuantumChannel
+from controller.link_quantum import ModelReceiver, SimQuantumChannel, Transmitter
 from controller.link_report import LinkReport, StageTimer
 from controller.psk import create_psk_file
 
@@ -103,6 +103,68 @@ def count_ready(path: Path) -> int:
         return len(store.list_keys(READY))
 
 
+async def alice_session(ctx: EndContext, qc: Transmitter, frames: int,
+                        done: Callable[[], Awaitable[None]] | None = None) -> LinkAbort | None:
+    """Alice's whole session on an accepted channel: commit recovery, pool refill, the frames,
+    close. Returns the session abort (None when it ended normally); `done` runs at the end
+    either way (e.g. closing the fibre)."""
+    try:
+        with ctx.timer.stage("setup"):
+            await recover_coordinator(ctx.channel, ctx.store)
+            refill_pool(ctx.pool, ctx.store)
+        await run_alice(ctx, qc, frames)
+        await ctx.channel.close()
+        return None
+    except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
+        abort = as_abort(exc)
+        with contextlib.suppress(chan.ChannelError):
+            await ctx.channel.abort(abort.reason.value)
+        return abort
+    finally:
+        if done is not None:
+            await done()
+
+
+async def bob_session(cfg: LinkConfig, connect: Callable[[], Awaitable[chan.Channel]],
+                      store: KeyStore, pool: KeyPool, qc: ModelReceiver, report: LinkReport,
+                      timer: StageTimer, progress: Callable[[str], None]) -> LinkAbort | None:
+    """Bob's whole session: connect, commit recovery, pool refill, the frames, close."""
+    channel = None
+    try:
+        with timer.stage("setup"):
+            channel = await connect()
+            await recover_participant(channel, store)
+            refill_pool(pool, store)
+        ctx = EndContext(cfg, channel, store, pool, timer, progress, "alice")
+        await run_bob(ctx, qc, report)
+        await channel.close()
+        return None
+    except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
+        abort = as_abort(exc)
+        if channel is not None:
+            with contextlib.suppress(chan.ChannelError):
+                await channel.abort(abort.reason.value)
+        return abort
+
+
+def finish_report(report: LinkReport, aborts: dict[str, LinkAbort], t0: float,
+                  timers: dict[str, StageTimer], progress: Callable[[str], None]) -> None:
+    """Wall time, stage times and the session abort (the end that detected the problem
+    names it; the other only saw the peer go away)."""
+    report.wall_s = time.perf_counter() - t0
+    if "alice" in timers:
+        report.seconds_alice = dict(timers["alice"].seconds)
+    if "bob" in timers:
+        report.seconds_bob = dict(timers["bob"].seconds)
+    found = [a for a in (aborts.get("bob"), aborts.get("alice")) if a is not None]
+    first = next((a for a in found if a.reason != AbortReason.PEER_LOST), None) or \
+        (found[0] if found else None)
+    if first is not None:
+        report.session_abort = {"reason": first.reason.value, "detail": first.detail[:200],
+                                "message": str(first)[:300]}
+        progress(f"session aborted: {first}")
+
+
 async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
                    progress: Callable[[str], None] = lambda s: None,
                    faults: dict[int, tuple[str, dict[str, float]]] | None = None,
@@ -123,41 +185,9 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
     store_a, store_b = open_store(wd.store_alice), open_store(wd.store_bob)
     alice_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def alice(channel: chan.Channel) -> None:
-        ctx = EndContext(cfg, channel, store_a, pool_a, timers["alice"],
-                         lambda s: progress(f"alice: {s}"), "bob")
-        try:
-            with timers["alice"].stage("setup"):
-                await recover_coordinator(channel, store_a)
-                refill_pool(pool_a, store_a)
-            await run_alice(ctx, qc, frames)
-            await channel.close()
-        except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
-            aborts["alice"] = as_abort(exc)
-            with contextlib.suppress(chan.ChannelError):
-                await channel.abort(aborts["alice"].reason.value)
-        finally:
-            if not alice_done.done():
-                alice_done.set_result(None)
-
-    async def bob() -> None:
-        channel = None
-        try:
-            with timers["bob"].stage("setup"):
-                channel = await chan.connect(host, port, pool_b, timeout=timeout)
-                await recover_participant(channel, store_b)
-                refill_pool(pool_b, store_b)
-            ctx = EndContext(cfg, channel, store_b, pool_b, timers["bob"],
-                             lambda s: progress(f"bob: {s}"), "alice")
-            await run_bob(ctx, qc, report)
-            await channel.close()
-        except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
-            aborts["bob"] = as_abort(exc)
-            if channel is not None:
-                with contextlib.suppress(chan.ChannelError):
-                    await channel.abort(aborts["bob"].reason.value)
-            if not alice_done.done():
-                alice_done.set_result(None)
+    def set_done() -> None:
+        if not alice_done.done():
+            alice_done.set_result(None)
 
     async def alice_on_connect(reader: asyncio.StreamReader,
                                writer: asyncio.StreamWriter) -> None:
@@ -165,18 +195,27 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
             channel = await chan.accept(reader, writer, pool_a, timeout=timeout)
         except chan.ChannelError as exc:
             aborts["alice"] = channel_abort(exc)
-            if not alice_done.done():
-                alice_done.set_result(None)
+            writer.close()
+            set_done()
             return
+        ctx = EndContext(cfg, channel, store_a, pool_a, timers["alice"],
+                         lambda s: progress(f"alice: {s}"), "bob")
+        try:
+            abort = await alice_session(ctx, qc, frames)
+            if abort is not None:
+                aborts["alice"] = abort
         finally:
-            if "alice" in aborts:
-                writer.close()
-        await alice(channel)
+            set_done()
 
     server = await asyncio.start_server(alice_on_connect, host, 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        await bob()
+        abort = await bob_session(
+            cfg, lambda: chan.connect(host, port, pool_b, timeout=timeout), store_b, pool_b,
+            qc, report, timers["bob"], lambda s: progress(f"bob: {s}"))
+        if abort is not None:
+            aborts["bob"] = abort
+            set_done()
         await asyncio.wait_for(asyncio.shield(alice_done), timeout)
     except TimeoutError:
         aborts.setdefault("alice", LinkAbort(AbortReason.PEER_TIMEOUT, "no session"))
@@ -185,17 +224,7 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
         await server.wait_closed()
         for res in (pool_a, pool_b, store_a, store_b):
             res.close()
-    report.wall_s = time.perf_counter() - t0
-    report.seconds_alice = dict(timers["alice"].seconds)
-    report.seconds_bob = dict(timers["bob"].seconds)
-    # the end that detected the problem names it; the other only saw the peer go away
-    found = [a for a in (aborts.get("bob"), aborts.get("alice")) if a is not None]
-    first = next((a for a in found if a.reason != AbortReason.PEER_LOST), None) or \
-        (found[0] if found else None)
-    if first is not None:
-        report.session_abort = {"reason": first.reason.value, "detail": first.detail[:200],
-                                "message": str(first)[:300]}
-        progress(f"session aborted: {first}")
+    finish_report(report, aborts, t0, timers, progress)
     report.keys_alice = count_ready(wd.store_alice)
     report.keys_bob = count_ready(wd.store_bob)
     return report

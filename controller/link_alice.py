@@ -27,19 +27,19 @@ from controller.link_protocol import (
     pe_indices,
     verify_keys_needed,
 )
-from controller.link_quantum import Emission, SimQuantumChannel
+from controller.link_quantum import Emission, Transmitter
 from dsp.transmitter import TxConfig, build_frame
 from reconcile import mdr, rate_adapt
 from reconcile.ldpc_decoder import decoder_for
 
 
-def tx_config(ctx: EndContext, qc: SimQuantumChannel) -> TxConfig:
+def tx_config(ctx: EndContext, qc: Transmitter) -> TxConfig:
     m = ctx.cfg.modulation
     return TxConfig(sample_rate_hz=qc.player_sps, symbol_rate_hz=m.symbol_rate_hz, v_a=m.v_a,
                     dac_bits=qc.dac_bits)
 
 
-async def run_alice(ctx: EndContext, qc: SimQuantumChannel, n_frames: int) -> None:
+async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int) -> None:
     cfg, ch, timer = ctx.cfg, ctx.channel, ctx.timer
     await ch.send(MsgType.PARAMS, {"config": config_digest(cfg)})
     if (await ch.recv(MsgType.PARAMS)).fields.get("ok") != 1:
@@ -51,9 +51,10 @@ async def run_alice(ctx: EndContext, qc: SimQuantumChannel, n_frames: int) -> No
         last = f == n_frames - 1
         with timer.stage("emit_capture"):
             frame = await asyncio.to_thread(build_frame, tx, n, os.urandom(32), f)
-        await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"], frame.meta))
+        timing = await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"],
+                                        frame.meta))
         await ch.send(MsgType.PARAMS, {"frame": f, "last": int(last),
-                                       "tx_meta": json.dumps(frame.meta)})
+                                       "tx_meta": json.dumps({**frame.meta, **timing})})
         symbols = frame.symbols
         del frame
         sift = await ch.recv(MsgType.SIFT)

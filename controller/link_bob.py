@@ -33,7 +33,7 @@ from controller.link_protocol import (
     key_reals,
     pe_indices,
 )
-from controller.link_quantum import Capture, SimQuantumChannel
+from controller.link_quantum import Capture, ModelReceiver, calibrates_before
 from controller.link_report import FrameRecord, LinkReport
 from dsp.receiver import SyncError, receive
 from reconcile import mdr, privacy_amp, rate_adapt
@@ -58,7 +58,7 @@ async def _reply_abort(ctx: EndContext, msg_type: MsgType, frame: int, abort: Li
                                       "detail": abort.detail[:200], **(extra or {})})
 
 
-async def run_bob(ctx: EndContext, qc: SimQuantumChannel, report: LinkReport) -> None:
+async def run_bob(ctx: EndContext, qc: ModelReceiver, report: LinkReport) -> None:
     cfg, ch, timer = ctx.cfg, ctx.channel, ctx.timer
     msg = await ch.recv(MsgType.PARAMS)
     same = msg.fields.get("config") == config_digest(cfg)
@@ -67,7 +67,6 @@ async def run_bob(ctx: EndContext, qc: SimQuantumChannel, report: LinkReport) ->
         raise LinkAbort(AbortReason.CONFIG_MISMATCH)
     block = BlockState(pool_used_at_start=ctx.pool.stats().used_bits)
     shot = elec = None
-    since_cal = cfg.protocol.calibrate_every_frames
     while True:
         msg = await ch.recv(MsgType.PARAMS)
         if msg.fields.get("done") == 1:
@@ -76,12 +75,10 @@ async def run_bob(ctx: EndContext, qc: SimQuantumChannel, report: LinkReport) ->
         last = msg.fields.get("last") == 1
         tx_meta = json.loads(str(msg.fields["tx_meta"]))
         n = int(tx_meta["n_data"])
-        em = await qc.next_emission()
-        if since_cal >= cfg.protocol.calibrate_every_frames:
+        em = await qc.next_emission(f, tx_meta)
+        if calibrates_before(cfg, f):
             with timer.stage("calibrate"):
                 shot, elec = await asyncio.to_thread(qc.calibrate, qc.capture_samples(em))
-            since_cal = 0
-        since_cal += 1
         with timer.stage("emit_capture"):
             cap = await asyncio.to_thread(qc.capture, em)
         del em

@@ -1,7 +1,9 @@
-"""The simulated quantum channel of `cvqkd link --sim`: one `LinkModel` in the loopback
-topology. Alice hands her DAC waveform to `emit`; Bob's side calls `calibrate` (shot-noise and
-electronic-noise records) and `receive` (the ADC capture of the next emitted frame and the
-receiver's status bits). Nothing else passes between the ends through this object.
+"""The simulated quantum channel of the link. One-process mode (`cvqkd link --sim`):
+`SimQuantumChannel`, one `LinkModel` in the loopback topology. Alice hands her DAC waveform to
+`emit`; Bob's side calls `calibrate` (shot-noise and electronic-noise records) and `capture`
+(the ADC capture of the next emitted frame and the receiver's status bits). Nothing else passes
+between the ends through this object. The two-process mode (`cvqkd tx` / `cvqkd rx`) has the
+same two faces in separate processes, joined by the simulated fibre: controller.link_fibre.
 
 Faults for tests: `faults[frame] = (kind, params)` is injected into the model just before
 Bob's capture of that frame and cleared after it (kinds: fpga_bindings.model.faults), or
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -32,7 +35,7 @@ GUARD_S = 2.0e-6  # the capture starts this long before the frame's first light 
 @dataclass(frozen=True)
 class Emission:
     frame: int
-    iq: np.ndarray  # int16 (n, 2) DAC player samples
+    iq: np.ndarray | None  # int16 (n, 2) DAC player samples (None in Bob's own process)
     quad_per_lsb: float  # SNU per int16 unit at the transmitter output (sets the VOA)
     meta: dict  # the frame's public description (dsp.transmitter meta)
 
@@ -46,6 +49,19 @@ class Capture:
     if_hz: float
 
 
+class Transmitter(Protocol):
+    """Alice's face of the quantum channel: `emit` sends the frame's light and returns the
+    public timing Bob needs to capture it (sent to him in the frame's PARAMS)."""
+
+    @property
+    def player_sps(self) -> float: ...
+
+    @property
+    def dac_bits(self) -> int: ...
+
+    async def emit(self, emission: Emission) -> dict: ...
+
+
 def model_config(cfg: LinkConfig) -> ModelConfig:
     """The waveform model's settings from the link configuration."""
     p = cfg.physics
@@ -57,18 +73,29 @@ def model_config(cfg: LinkConfig) -> ModelConfig:
         detection=cfg.modulation.detection, seed=p.seed)
 
 
-class SimQuantumChannel:
-    """Loopback model of transmitter, fibre and receiver (see the module docstring)."""
+def capture_samples(mcfg: ModelConfig, n_player: int, capture_rate_hz: float) -> int:
+    """Samples of the capture that holds a frame of `n_player` DAC samples plus the guards."""
+    return math.ceil((n_player / mcfg.player_sps + 2 * GUARD_S) * capture_rate_hz
+                     * (1 + 1e-6 * abs(mcfg.clock_ppm)))
+
+
+def calibrates_before(cfg: LinkConfig, frame: int) -> bool:
+    """Bob calibrates (shot noise, electronic noise) before frame 0 and every
+    `calibrate_every_frames` frames; Alice leaves the time for it in her schedule."""
+    return frame % cfg.protocol.calibrate_every_frames == 0
+
+
+class ModelReceiver:
+    """Bob's receiver on the model: calibration records and frame captures with the faults
+    scheduled for them. Subclasses put the frame's light into the model (`_arm`)."""
 
     def __init__(self, cfg: LinkConfig,
                  faults: dict[int, tuple[str, dict[str, float]]] | None = None) -> None:
         self.mcfg = model_config(cfg)
         self.model = LinkModel(self.mcfg)
         self.faults = dict(faults or {})
-        self._queue: asyncio.Queue[Emission] = asyncio.Queue(maxsize=1)
         self._voa_db = 0.0
-        prof = self.mcfg.profile
-        self.decimation = prof.default_decimation
+        self.decimation = self.mcfg.profile.default_decimation
         self.capture_rate_hz = self.mcfg.adc_rate_nominal / self.decimation
 
     @property
@@ -79,15 +106,9 @@ class SimQuantumChannel:
     def dac_bits(self) -> int:
         return self.mcfg.profile.dac_bits
 
-    # Alice's side -------------------------------------------------------------------------
-    async def emit(self, emission: Emission) -> None:
-        await self._queue.put(emission)
-
-    # Bob's side ---------------------------------------------------------------------------
     def capture_samples(self, em: Emission) -> int:
         """Samples of the capture that holds the whole frame plus the guards."""
-        return math.ceil((len(em.iq) / self.player_sps + 2 * GUARD_S) * self.capture_rate_hz
-                         * (1 + 1e-6 * abs(self.mcfg.clock_ppm)))
+        return capture_samples(self.mcfg, int(em.meta["n_samples"]), self.capture_rate_hz)
 
     def calibrate(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """(shot-noise record, electronic-noise record), int16 (n, 2) each. As long as a
@@ -101,32 +122,27 @@ class SimQuantumChannel:
         self.model.set_frontend(FrontEnd(voa_db=self._voa_db))
         return out[0], out[1]
 
-    async def next_emission(self) -> Emission:
-        return await self._queue.get()
-
     def capture(self, em: Emission) -> Capture:
         """Play the frame and capture it (with the fault scheduled for it, if any)."""
-        voa = required_voa_db(em.quad_per_lsb, self.mcfg.dac_fs_snu)
-        if voa < 0:
-            raise ValueError(f"the waveform needs {-voa:.1f} dB of gain after the modulator")
-        self._voa_db = voa
-        self.model.set_frontend(FrontEnd(voa_db=voa))
         fault = self.faults.get(em.frame)
         if fault is not None and fault[0] == "intercept_resend":
             self.model.set_attack(InterceptResend(self._grid(em.meta), seed=self.mcfg.seed))
         elif fault is not None:
             self.model.inject(fault[0], **fault[1])
         try:
-            self.model.load_dac(em.iq, cyclic=False)
-            n = self.capture_samples(em)
-            self.model.advance(max(0.0, self.mcfg.delay_s - GUARD_S))
-            iq = self._record(n)
+            self._arm(em)
+            iq = self._record(self.capture_samples(em))
             status = self.model.status()
         finally:
             if fault is not None:
                 self.model.clear_faults()
                 self.model.set_attack(None)
         return Capture(iq, status, self.capture_rate_hz, self.mcfg.if_hz, self.mcfg.if_hz)
+
+    def _arm(self, em: Emission) -> None:
+        """Make the frame's light reach the detector and move the model time to the trigger
+        (GUARD_S before the first light arrives)."""
+        raise NotImplementedError
 
     def _grid(self, meta: dict) -> SymbolGrid:
         """The frame's symbol modes in player samples (what Eve measures and resends)."""
@@ -144,3 +160,34 @@ class SimQuantumChannel:
             out[pos:pos + len(chunk)] = chunk
             pos += len(chunk)
         return out
+
+
+class SimQuantumChannel(ModelReceiver):
+    """Loopback model of transmitter, fibre and receiver (see the module docstring)."""
+
+    def __init__(self, cfg: LinkConfig,
+                 faults: dict[int, tuple[str, dict[str, float]]] | None = None) -> None:
+        super().__init__(cfg, faults)
+        self._queue: asyncio.Queue[Emission] = asyncio.Queue(maxsize=1)
+
+    # Alice's side -------------------------------------------------------------------------
+    async def emit(self, emission: Emission) -> dict:
+        """Queue the frame for Bob's capture; no public timing (one model, one clock)."""
+        await self._queue.put(emission)
+        return {}
+
+    # Bob's side ---------------------------------------------------------------------------
+    async def next_emission(self, frame: int, tx_meta: dict) -> Emission:
+        em = await self._queue.get()
+        if em.frame != frame:
+            raise ValueError(f"quantum channel holds frame {em.frame}, expected {frame}")
+        return em
+
+    def _arm(self, em: Emission) -> None:
+        voa = required_voa_db(em.quad_per_lsb, self.mcfg.dac_fs_snu)
+        if voa < 0:
+            raise ValueError(f"the waveform needs {-voa:.1f} dB of gain after the modulator")
+        self._voa_db = voa
+        self.model.set_frontend(FrontEnd(voa_db=voa))
+        self.model.load_dac(em.iq, cyclic=False)
+        self.model.advance(max(0.0, self.mcfg.delay_s - GUARD_S))

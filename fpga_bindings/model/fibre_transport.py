@@ -79,6 +79,7 @@ class FibreReceiver:
         self._fields: list[np.ndarray] = []
         self._phases: list[np.ndarray] = []
         self._count = 0
+        self.first = 0  # stream index of the first sample still held (see discard_before)
         self.start_s: float | None = None
         self.ended = False
 
@@ -112,8 +113,20 @@ class FibreReceiver:
         while self._count < index and not self.ended:
             self._read_message()
 
+    def discard_before(self, index: int) -> None:
+        """Free the samples before stream index `index` (a long stream of frames keeps only
+        what the next capture needs); `field()` then starts at stream index `first`."""
+        if len(self._fields) > 1:
+            self._fields = [np.concatenate(self._fields)]
+            self._phases = [np.concatenate(self._phases)]
+        k = min(max(0, index - self.first), self._count - self.first)
+        if k:
+            self._fields = [self._fields[0][k:]]
+            self._phases = [self._phases[0][k:]]
+            self.first += k
+
     def field(self) -> tuple[np.ndarray, np.ndarray]:
-        """(field complex64, transmitter phase float64) received so far."""
+        """(field complex64, transmitter phase float64) received so far, from `first` on."""
         if not self._fields:
             return np.zeros(0, np.complex64), np.zeros(0)
         if len(self._fields) > 1:
@@ -135,8 +148,11 @@ class TransmitterModel:
             np.random.SeedSequence(self.config.seed).spawn(6)[5]))
         self._phase = 0.0
 
-    def transmit(self, iq: np.ndarray, start_s: float = 0.0, chunk: int = 1 << 18) -> None:
-        """Play the int16 (n, 2) waveform once from model time start_s into the fibre."""
+    def transmit(self, iq: np.ndarray, start_s: float = 0.0, chunk: int = 1 << 18,
+                 end: bool = True) -> None:
+        """Play the int16 (n, 2) waveform once from model time start_s into the fibre; with
+        end=False the stream stays open and the next call continues it (start_s is the
+        stream's start time, the same in every call)."""
         iq = np.asarray(iq)
         if iq.dtype != np.int16 or iq.ndim != 2 or iq.shape[1] != 2 or len(iq) == 0:
             raise ValueError("transmit: need a non-empty int16 array of shape (n, 2)")
@@ -151,7 +167,8 @@ class TransmitterModel:
             self._phase = float(phase[-1])
             light = (q[:, 0] + 1j * q[:, 1]) * amp * np.exp(1j * phase)
             self.sender.send_field(start_s, light, phase)
-        self.sender.close()
+        if end:
+            self.sender.close()
 
 
 def run_transmitter(address: str, config: LinkConfig, iq: np.ndarray, voa_db: float,

@@ -145,3 +145,21 @@ def test_met_slice_code_punctures_to_the_frame():
     assert sc.leak == pytest.approx(1 - sc.code.k / 9216)
     assert abs(sc.leak - 0.87) < 0.02
     assert np.array_equal(np.sort(sc.filled), np.sort(sc.code.punctured))
+
+
+def test_cli_bench_ldpc_slice_method(capsys):
+    import json
+
+    from controller import cli
+
+    argv = ["bench", "ldpc", "--method", "slice", "--snr", "15", "--z", "64", "--frames", "8"]
+    assert cli.main([*argv, "--margins", "1,0.08,0.06,0.06", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["method"] == "slice" and rep["fer"] == 0.0 and rep["undetected_errors"] == 0
+    plan = sr.design(15.0, 4, 64, (1.0, 0.08, 0.06, 0.06))
+    assert rep["beta"] == pytest.approx(plan.beta(1.0, 1 / 15))
+    for bad in (["--margins", "1,0.1"], ["--margins", "a,b,c,d"], ["--snr", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            raise SystemExit(cli.main([*argv, *bad]))
+        assert exc.value.code == 2
+        assert "Traceback" not in capsys.readouterr().err

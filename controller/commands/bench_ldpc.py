@@ -12,6 +12,10 @@ Code choice: --code NAME, or by --rate: the project's multi-edge-type codes
 closest standard code (DVB-S2/S2X, 5G NR) otherwise. `--n` sets the length of MET codes
 (rounded to their lifting granularity); standard codes have their own lengths.
 
+`--method slice` runs slice reconciliation instead (reconcile.slice_reconciliation) at a given
+--snr: q = --slices equiprobable slices, --margins per slice (1 discloses it), 5G/MET slice
+codes on frames of 24 z samples; beta is then (H(Q) - leak) / I(X;Y) (docs/reconciliation.md).
+
 Reported: beta, snr, fer, avg_iterations, mbps (decoded codeword bits per second of decoder
 wall time) and ns_per_edge_iteration = decoder wall time x threads used / (edges of H x
 layered passes actually run over all frames: a group of 8 frames runs until its slowest member
@@ -47,7 +51,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1],
     )
     p.add_argument("--rate", type=float, help="code rate R (picks the code; see --code)")
-    p.add_argument("--beta", type=float, required=True, help="target efficiency beta in (0, 1]")
+    p.add_argument("--beta", type=float, help="target efficiency beta in (0, 1] (mdr method)")
+    p.add_argument(
+        "--method", choices=("mdr", "slice"), default="mdr", help="reconciliation (default mdr)"
+    )
+    p.add_argument("--snr", type=float, help="channel SNR per real dimension (slice method)")
+    p.add_argument("--slices", type=int, default=4, help="slices q (slice method, default 4)")
+    p.add_argument(
+        "--margins",
+        default="1,0.02,0.03,0.05",
+        help="per-slice margins in bits, 1 = disclose (slice method, default %(default)s)",
+    )
+    p.add_argument("--z", type=int, default=384, help="5G lifting size (slice method)")
     p.add_argument("--code", help="code name instead of --rate (a MET code or a standard code)")
     p.add_argument("--n", type=int, help=f"block length of MET codes (default {DEFAULT_MET_N})")
     p.add_argument(
@@ -159,15 +174,83 @@ def simulate(
     }
 
 
+def simulate_slice(
+    snr: float,
+    q: int,
+    margins: tuple[float, ...],
+    z: int,
+    frames: int,
+    seed: int,
+    max_iter: int,
+    threads: int,
+) -> dict[str, Any]:
+    """Slice reconciliation at `snr`: beta, fer and decoder figures (see the module doc)."""
+    from reconcile import slice_reconciliation as sr
+
+    sigma2 = 1.0 / snr
+    plan = sr.design(snr, q, z, margins)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((frames, plan.n_dims))
+    y = x + math.sqrt(sigma2) * rng.standard_normal(x.shape)
+    msg, words = sr.bob_encode(plan, y, sim_rng=rng)
+    start = time.perf_counter()
+    res = sr.alice_decode(plan, x, sigma2, msg, max_iter=max_iter, threads=threads)
+    wall = time.perf_counter() - start
+    ok = np.all([np.all(w == v, axis=1) for w, v in zip(words, res.words, strict=True)], axis=0)
+    coded = [c for c in plan.codes if c is not None]
+    return {
+        "method": "slice",
+        "beta": plan.beta(1.0, sigma2),
+        "snr": snr,
+        "fer": float(1.0 - ok.mean()),
+        "undetected_errors": int(np.count_nonzero(res.ok & ~ok)),
+        "avg_iterations": float(np.mean([v.mean() for v in res.iterations.values()] or [0])),
+        "mbps": frames * sum(c.code.n for c in coded) / wall / 1e6,
+        "decode_seconds": wall,
+        "frames": frames,
+        "threads": threads,
+        "slices": [
+            {"disclosed": True}
+            if c is None
+            else {"code": c.code.name, "n": c.code.n, "leak": c.leak, "edges": c.code.edges}
+            for c in plan.codes
+        ],
+    }
+
+
+def _run_slice(args: argparse.Namespace) -> int:
+    if args.snr is None or not args.snr > 0:
+        raise UsageError("--method slice needs --snr > 0")
+    try:
+        margins = tuple(float(v) for v in args.margins.split(","))
+    except ValueError as exc:
+        raise UsageError(f"--margins must be comma-separated numbers: {args.margins!r}") from exc
+    if len(margins) != args.slices or not 1 <= args.slices <= 8:
+        raise UsageError(f"--slices must be in 1..8 with one margin per slice, got {margins}")
+    report = simulate_slice(
+        args.snr, args.slices, margins, args.z, args.frames, args.seed, args.max_iter, args.threads
+    )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for key, value in report.items():
+        print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.beta <= 1:
-        raise UsageError(f"--beta must be in (0, 1], got {args.beta}")
     if args.frames < 1:
         raise UsageError("--frames must be >= 1")
     if args.max_iter < 1:
         raise UsageError("--max-iter must be >= 1")
     if not 1 <= args.threads <= 64:
         raise UsageError("--threads must be in 1..64")
+    if args.method == "slice":
+        return _run_slice(args)
+    if args.beta is None:
+        raise UsageError("--beta is required (mdr method)")
+    if not 0 < args.beta <= 1:
+        raise UsageError(f"--beta must be in (0, 1], got {args.beta}")
     if args.n is not None and args.n < 1:
         raise UsageError("--n must be >= 1")
     code, family = choose_code(args.rate, args.code, args.n)

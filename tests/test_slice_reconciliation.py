@@ -153,10 +153,10 @@ def test_cli_bench_ldpc_slice_method(capsys):
     from controller import cli
 
     argv = ["bench", "ldpc", "--method", "slice", "--snr", "15", "--z", "64", "--frames", "8"]
-    assert cli.main([*argv, "--margins", "1,0.08,0.06,0.06", "--json"]) == 0
+    assert cli.main([*argv, "--margins", "1,0.1,0.1,0.1", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["method"] == "slice" and rep["fer"] == 0.0 and rep["undetected_errors"] == 0
-    plan = sr.design(15.0, 4, 64, (1.0, 0.08, 0.06, 0.06))
+    plan = sr.design(15.0, 4, 64, (1.0, 0.1, 0.1, 0.1))
     assert rep["beta"] == pytest.approx(plan.beta(1.0, 1 / 15))
     for bad in (["--margins", "1,0.1"], ["--margins", "a,b,c,d"], ["--snr", "-1"]):
         with pytest.raises(SystemExit) as exc:

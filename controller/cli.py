@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sim",
     "dsp",
     "link",
+    "tx",
+    "rx",
 )
 
 # `cvqkd bench <target>` targets; each module exposes `register(subparsers)` likewise.

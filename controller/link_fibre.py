@@ -153,12 +153,17 @@ class FibreReceiverChannel(ModelReceiver):
     takes its signal from the fibre socket. The calibration records are taken with the fibre
     detached (the optical switch blocks the signal path), so they need no field."""
 
-    def __init__(self, cfg: LinkConfig, sock: socket.socket,
+    def __init__(self, cfg: LinkConfig,
                  faults: dict[int, tuple[str, dict[str, float]]] | None = None) -> None:
         super().__init__(cfg, faults)
-        sock.settimeout(cfg.protocol.peer_timeout_s)  # a transmitter that stops sending
-        self._sock = sock
-        self._rx = FibreReceiver(sock)
+        self.fibre_timeout_s = cfg.protocol.peer_timeout_s
+        self._sock: socket.socket | None = None
+        self._rx: FibreReceiver | None = None
+
+    def attach(self, sock: socket.socket) -> None:
+        """Connect the fibre (a socket from Alice's transmitter)."""
+        sock.settimeout(self.fibre_timeout_s)  # a transmitter that stops sending
+        self._sock, self._rx = sock, FibreReceiver(sock)
         self._window = _Window(self._rx, self.player_sps)
 
     async def next_emission(self, frame: int, tx_meta: dict) -> Emission:
@@ -185,11 +190,14 @@ class FibreReceiverChannel(ModelReceiver):
         if wait < 0:
             raise LinkAbort(AbortReason.SYNC_FAILURE, f"frame {em.frame}'s light arrives "
                             f"{-wait * 1e6:.1f} us before the receiver is ready")
+        if self._rx is None:
+            raise ValueError("the fibre is not connected")
         self.model.advance(wait)
         self._rx.discard_before(math.floor((start - 2 * GUARD_S) * self.player_sps))
         self.model.attach_fibre(self._window)
         self.model.set_frontend(FrontEnd())  # the VOA is Alice's, before the fibre
 
     def close(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
 

@@ -166,8 +166,9 @@ class LinkReport:
         if s["session_abort"]:
             lines.append(f"session aborted: {s['session_abort']['reason']}: "
                          f"{s['session_abort']['detail']}")
-        lines.append(f"key stores: {s['key_store_alice']} ({s['keys_in_store_alice']} keys), "
-                     f"{s['key_store_bob']} ({s['keys_in_store_bob']} keys)")
+        stores = [f"{s[f'key_store_{e}']} ({s[f'keys_in_store_{e}']} keys)"
+                  for e in ("alice", "bob") if s[f"key_store_{e}"]]  # one end: one store
+        lines.append("key stores: " + ", ".join(stores))
         return "\n".join(lines)
 
 

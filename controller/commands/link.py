@@ -35,6 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--sim", action="store_true", required=True,
                    help="both ends in this process on the link model (the only mode so far)")
+    add_config_arguments(p)
+    add_frame_arguments(p)
+    p.add_argument("--workdir", type=Path, default=Path("out/link"), metavar="DIR",
+                   help="pools and key stores (created if absent; default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(func=run)
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """--config and the options that override it (shared by link, tx and rx)."""
     p.add_argument("--config", type=Path, metavar="FILE.toml", help="link configuration")
     p.add_argument("--distance-km", type=float, metavar="L")
     p.add_argument("--xi", type=float, metavar="XI", help="excess noise, SNU, channel input")
@@ -51,14 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--code-n", type=int, metavar="N", help="LDPC mother code length, bits")
     p.add_argument("--bound", choices=("lgg", "composable", "min"),
                    help="finite-size bound for the key length")
+
+
+def add_frame_arguments(p: argparse.ArgumentParser) -> None:
+    """--frames | --duration (the transmitter decides how many frames a session has)."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--frames", type=int, metavar="F", help="frames to run (default: one block)")
     g.add_argument("--duration", type=float, metavar="S",
                    help="symbols of S seconds at the symbol rate, in whole frames")
-    p.add_argument("--workdir", type=Path, default=Path("out/link"), metavar="DIR",
-                   help="pools and key stores (created if absent; default %(default)s)")
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace) -> LinkConfig:

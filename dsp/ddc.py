@@ -29,7 +29,7 @@ def lowpass(decim: int, pass_frac: float = 0.8, atten_db: float = 80.0) -> np.nd
     return h / h.sum()
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, nogil=True, fastmath=True)
 def _ddc(x: np.ndarray, n0: int, f: float, h: np.ndarray, decim: int, gain: float,
          out: np.ndarray) -> int:
     """out[m] = gain sum_j x[D m + j] h[L - 1 - j] exp(-j 2 pi f (n0 + D m + j)) for every m

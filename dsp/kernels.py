@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, nogil=True, fastmath=True)
 def pair_blocks(iq: np.ndarray, n0: int, fdiff: float, block: int, out: np.ndarray) -> None:
     """out[m] += sum over the block's samples of |x[n]|^2 exp(-j 2 pi fdiff n).
 
@@ -38,7 +38,7 @@ def pair_blocks(iq: np.ndarray, n0: int, fdiff: float, block: int, out: np.ndarr
         i = end
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _carrier(knot_n: np.ndarray, knot_ph: np.ndarray, g: float) -> tuple[float, float]:
     """Phase c(g) (rad) and its slope (rad/sample) on the piecewise-linear knots at sample g."""
     k = np.searchsorted(knot_n, g, side="right") - 1
@@ -47,7 +47,7 @@ def _carrier(knot_n: np.ndarray, knot_ph: np.ndarray, g: float) -> tuple[float, 
     return knot_ph[k] + slope * (g - knot_n[k]), slope
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, nogil=True, fastmath=True)
 def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarray,
                   knot_ph: np.ndarray, rotate: bool, v: np.ndarray, pil: np.ndarray) -> None:
     """Pilot-referenced phase correction of one chunk.
@@ -108,7 +108,7 @@ def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarr
         crot *= cstep
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, nogil=True, fastmath=True)
 def mf_sample(v: np.ndarray, n0: int, pos: np.ndarray, table: np.ndarray, out: np.ndarray
               ) -> None:
     """Matched filter evaluated at fractional sample positions.
@@ -139,14 +139,14 @@ def mf_sample(v: np.ndarray, n0: int, pos: np.ndarray, table: np.ndarray, out: n
         out[k] = complex(re, im)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def to_complex(iq: np.ndarray, out: np.ndarray) -> None:
     """int16 (n, 2) I/Q -> complex128."""
     for i in range(iq.shape[0]):
         out[i] = complex(float(iq[i, 0]), float(iq[i, 1]))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def rotate_linear(y: np.ndarray, c0: float, slope: float, gain: float) -> None:
     """y[k] *= gain exp(j (c0 + slope k)) in place (phasor recurrence, exact every 4096)."""
     rot = 0j
@@ -159,7 +159,7 @@ def rotate_linear(y: np.ndarray, c0: float, slope: float, gain: float) -> None:
         rot *= step
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def run_power(pil: np.ndarray, pos: np.ndarray, s0: int, run: int) -> np.ndarray:
     """Mean |pil|^2 at the samples nearest to `pos` (global indices; pil starts at s0), over
     consecutive runs of `run` positions."""

@@ -106,10 +106,82 @@ class TxFrame:
     meta: dict
 
 
-@nb.njit(cache=True)
-def _shape_circular(slots: np.ndarray, taps: np.ndarray, sps: int, n: int) -> np.ndarray:
-    """Circular pulse shaping: sum_k slots[k] taps[m] at sample k*sps + m - centre (mod n)."""
-    out = np.zeros(n, dtype=np.complex128)
+@nb.njit(cache=True, nogil=True)
+def _shift_sample(re: float, im: float, r: int, tone_hi: np.ndarray, tone_lo: np.ndarray,
+                  cycles: int) -> tuple[float, float]:
+    """(re + j im) exp(j 2 pi r / n) for r = cycles * (sample index) mod n, unchanged for
+    cycles = 0."""
+    if cycles == 0:
+        return re, im
+    c, s = _tone(r, tone_hi, tone_lo)
+    return re * c - im * s, re * s + im * c
+
+
+@nb.njit(cache=True, nogil=True)
+def _shape_sample(slots: np.ndarray, taps: np.ndarray, sps: int, n: int,
+                  j: int) -> tuple[float, float]:
+    """Sample j of the circular shaping, summed over the slots in increasing index order (the
+    wrapped copies of the frame at -n, 0, +n samples included)."""
+    n_slots = slots.size
+    n_taps = taps.size
+    c = (n_taps - 1) // 2
+    re = 0.0
+    im = 0.0
+    for p in (j - n, j, j + n):
+        lo = max(-((n_taps - 1 - p - c) // sps), 0)  # ceil((p + c - n_taps + 1) / sps)
+        hi = min((p + c) // sps, n_slots - 1)
+        m = p + c - lo * sps
+        for k in range(lo, hi + 1):
+            re += slots[k].real * taps[m]
+            im += slots[k].imag * taps[m]
+            m -= sps
+    return re, im
+
+
+@nb.njit(cache=True, nogil=True)
+def _branch_block8(s_re: np.ndarray, s_im: np.ndarray, k: int, branch: np.ndarray,
+                   out: np.ndarray) -> None:
+    """out[b] = sum_i (s_re + j s_im)[k + i + b] branch[i], b = 0..7, each summed in
+    increasing i (sixteen running sums in registers: one pass over the branch taps serves eight
+    output samples)."""
+    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
+    i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = 0.0
+    for i in range(branch.size):
+        t = branch[i]
+        m = k + i
+        r0 += s_re[m] * t
+        r1 += s_re[m + 1] * t
+        r2 += s_re[m + 2] * t
+        r3 += s_re[m + 3] * t
+        r4 += s_re[m + 4] * t
+        r5 += s_re[m + 5] * t
+        r6 += s_re[m + 6] * t
+        r7 += s_re[m + 7] * t
+        i0 += s_im[m] * t
+        i1 += s_im[m + 1] * t
+        i2 += s_im[m + 2] * t
+        i3 += s_im[m + 3] * t
+        i4 += s_im[m + 4] * t
+        i5 += s_im[m + 5] * t
+        i6 += s_im[m + 6] * t
+        i7 += s_im[m + 7] * t
+    out[0] = complex(r0, i0)
+    out[1] = complex(r1, i1)
+    out[2] = complex(r2, i2)
+    out[3] = complex(r3, i3)
+    out[4] = complex(r4, i4)
+    out[5] = complex(r5, i5)
+    out[6] = complex(r6, i6)
+    out[7] = complex(r7, i7)
+
+
+@nb.njit(cache=True, nogil=True)
+def _shape_scatter(slots: np.ndarray, taps: np.ndarray, sps: int, n: int, tone_hi: np.ndarray,
+                   tone_lo: np.ndarray, cycles: int) -> tuple[np.ndarray, float]:
+    """_shape_circular in the scatter form: each slot adds its pulse at k*sps - centre + m
+    (mod n), slots in increasing order, taps in increasing order."""
+    re = np.zeros(n)
+    im = np.zeros(n)
     c = (taps.size - 1) // 2
     for k in range(slots.size):
         a = slots[k]
@@ -117,28 +189,105 @@ def _shape_circular(slots: np.ndarray, taps: np.ndarray, sps: int, n: int) -> np
             continue
         base = k * sps - c
         for m in range(taps.size):
-            out[(base + m) % n] += a * taps[m]
-    return out
+            j = (base + m) % n
+            re[j] += a.real * taps[m]
+            im[j] += a.imag * taps[m]
+    out = np.empty(n, dtype=np.complex128)
+    peak = 0.0
+    for j in range(n):
+        x, y = _shift_sample(re[j], im[j], (cycles * j) % n, tone_hi, tone_lo, cycles)
+        out[j] = complex(x, y)
+        peak = max(peak, abs(x), abs(y))
+    return out, peak
 
 
-@nb.njit(cache=True)
-def _add_tone(x: np.ndarray, cycles: int, amp: float) -> None:
-    """x[i] += amp exp(j 2 pi cycles i / n), with the phase reduced exactly in integers."""
+@nb.njit(cache=True, nogil=True)
+def _shape_circular(slots: np.ndarray, taps: np.ndarray, sps: int, n: int,
+                    tone_hi: np.ndarray, tone_lo: np.ndarray,
+                    cycles: int) -> tuple[np.ndarray, float]:
+    """Circular pulse shaping, sum_k slots[k] taps[m] at sample k*sps + m - centre (mod n),
+    times the frequency shift exp(j 2 pi cycles i / n) (skipped for cycles = 0).
+
+    Returns (waveform, peak of max(|re|, |im|)). Each output sample is the same sum, in the
+    same (increasing slot) order, as the scatter form: away from the frame's ends the samples
+    of one polyphase branch (j = r mod sps) see the same taps taps[j + c - k sps] at
+    k = j // sps + offset + i, so eight of them at a time are accumulated tap by tap; the few
+    samples near the ends, where the circular wrap enters, are summed one by one. Frames
+    shorter than two pulses (the pulse may wrap more than once) use the scatter form itself.
+    `tone_hi`, `tone_lo`: _tone_tables(n).
+    """
+    n_slots = slots.size
+    n_taps = taps.size
+    c = (n_taps - 1) // 2
+    if n < 2 * (n_taps + sps):
+        return _shape_scatter(slots, taps, sps, n, tone_hi, tone_lo, cycles)
+    out = np.empty(n, dtype=np.complex128)
+    s_re = np.zeros(n_slots + 8)  # zero tail: the last group of 8 may run past the end
+    s_im = np.zeros(n_slots + 8)
+    s_re[:n_slots] = slots.real
+    s_im[:n_slots] = slots.imag
+    peak = 0.0
+    j_a = min(c + sps, n)  # first sample summed by branch blocks
+    j_b = max(n - c - sps, j_a)  # end of the branch-block range
+    for j in range(j_a):
+        re, im = _shape_sample(slots, taps, sps, n, j)
+        re, im = _shift_sample(re, im, (cycles * j) % n, tone_hi, tone_lo, cycles)
+        out[j] = complex(re, im)
+        peak = max(peak, abs(re), abs(im))
+    for j in range(j_b, n):
+        re, im = _shape_sample(slots, taps, sps, n, j)
+        re, im = _shift_sample(re, im, (cycles * j) % n, tone_hi, tone_lo, cycles)
+        out[j] = complex(re, im)
+        peak = max(peak, abs(re), abs(im))
+    acc = np.empty(8, dtype=np.complex128)
+    for r in range(sps):
+        j_first = j_a + (r - j_a) % sps  # first sample of branch r in [j_a, j_b)
+        if j_first >= j_b:
+            continue
+        lo = -((n_taps - 1 - j_first - c) // sps)
+        hi = (j_first + c) // sps
+        branch = np.empty(hi - lo + 1)
+        for i in range(branch.size):
+            branch[i] = taps[j_first + c - (lo + i) * sps]
+        count = (j_b - j_first + sps - 1) // sps
+        r_step = (cycles * sps) % n  # tone-table index advance per branch sample
+        r_tone = (cycles * j_first) % n
+        for q0 in range(0, count, 8):
+            _branch_block8(s_re, s_im, lo + q0, branch, acc)
+            for b in range(min(8, count - q0)):
+                j = j_first + (q0 + b) * sps
+                re, im = _shift_sample(acc[b].real, acc[b].imag, r_tone, tone_hi, tone_lo,
+                                        cycles)
+                r_tone += r_step
+                if r_tone >= n:
+                    r_tone -= n
+                out[j] = complex(re, im)
+                peak = max(peak, abs(re), abs(im))
+    return out, peak
+
+
+@nb.njit(cache=True, nogil=True)
+def _tones_quantise(x: np.ndarray, tone_hi: np.ndarray, tone_lo: np.ndarray, cycles: np.ndarray,
+                    amps: np.ndarray, lsb: float, step: int, limit: int,
+                    out: np.ndarray) -> int:
+    """Add the tones amps[p] exp(j 2 pi cycles[p] i / n), round to codes (multiples of
+    `step`), clip to +-limit; return the number of clipped components."""
     n = x.size
-    w = 2.0 * np.pi / n
-    for i in range(n):
-        ph = w * ((cycles * i) % n)
-        x[i] += amp * complex(np.cos(ph), np.sin(ph))
-
-
-@nb.njit(cache=True)
-def _quantise(x: np.ndarray, lsb: float, step: int, limit: int, out: np.ndarray) -> int:
-    """Round to codes (multiples of `step`), clip to +-limit; return the number of clipped
-    components."""
     clipped = 0
-    for i in range(x.size):
+    step_r = cycles % n  # table index advance per sample, in [0, n)
+    r = np.zeros(cycles.size, dtype=np.int64)  # cycles * i mod n, kept exactly in integers
+    for i in range(n):
+        re = x[i].real
+        im = x[i].imag
+        for p in range(cycles.size):
+            c, s = _tone(r[p], tone_hi, tone_lo)
+            re += amps[p] * c
+            im += amps[p] * s
+            r[p] += step_r[p]
+            if r[p] >= n:
+                r[p] -= n
         for comp in range(2):
-            v = x[i].real if comp == 0 else x[i].imag
+            v = re if comp == 0 else im
             q = np.round(v / (lsb * step)) * step
             if q > limit:
                 q = limit
@@ -148,6 +297,32 @@ def _quantise(x: np.ndarray, lsb: float, step: int, limit: int, out: np.ndarray)
                 clipped += 1
             out[i, comp] = np.int16(q)
     return clipped
+
+
+_TONE_LO_BITS = 11  # tone index r = (h << 11) + l: two tables of ~sqrt(n) entries
+
+
+def _tone_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, sin) of 2 pi r / n factored as r = h 2**11 + l: rows h of the first table and
+    rows l of the second (float64, shape (m, 2)). Every tone of an n-sample frame on the
+    frame's frequency grid is exp(j 2 pi r / n) at r = cycles * i mod n, the index kept exactly
+    in integers; the product of two table entries is within a few 1e-16 of the direct cos/sin,
+    and both tables stay in cache whatever the stride."""
+    lo = np.arange(1 << _TONE_LO_BITS, dtype=np.float64)
+    hi = np.arange(((n - 1) >> _TONE_LO_BITS) + 1, dtype=np.float64) * (1 << _TONE_LO_BITS)
+    w = 2.0 * np.pi / n
+    return (np.stack([np.cos(w * hi), np.sin(w * hi)], axis=1),
+            np.stack([np.cos(w * lo), np.sin(w * lo)], axis=1))
+
+
+@nb.njit(cache=True, nogil=True)
+def _tone(r: int, tone_hi: np.ndarray, tone_lo: np.ndarray) -> tuple[float, float]:
+    """(cos, sin) of 2 pi r / n from the tables of _tone_tables(n)."""
+    h = r >> _TONE_LO_BITS
+    m = r & ((1 << _TONE_LO_BITS) - 1)
+    ch, sh = tone_hi[h, 0], tone_hi[h, 1]
+    cl, sl = tone_lo[m, 0], tone_lo[m, 1]
+    return ch * cl - sh * sl, sh * cl + ch * sl
 
 
 def frame_layout(config: TxConfig, n_data: int) -> dict:
@@ -193,22 +368,20 @@ def build_frame(config: TxConfig, n_data: int, key: bytes, stream_id: int = 0) -
         config, 1)
 
     taps = rrc_taps(sps, config.rolloff, config.half_span)
-    wave = _shape_circular(slots, taps, sps, n)
+    tone_hi, tone_lo = _tone_tables(n)
     sig_cycles = _grid_cycles(config.signal_offset_hz, fs, n)
-    if sig_cycles:
-        shift = np.zeros(n, dtype=np.complex128)
-        _add_tone(shift, sig_cycles, 1.0)
-        wave *= shift
-        del shift
-    pre_peak = float(max(np.max(np.abs(wave.real)), np.max(np.abs(wave.imag))))
+    wave, pre_peak = _shape_circular(slots, taps, sps, n, tone_hi, tone_lo, sig_cycles)
+    del slots
 
     data_sigma = np.sqrt(config.v_a / sps)  # per component, quadrature units
     pilot_meta = []
     pilot_amp_sum = 0.0
+    cycles, amps = [], []
     for p in config.pilots:
         cyc = _grid_cycles(p.freq_hz, fs, n)
         amp = float(np.sqrt(2 * config.v_a / sps * 10 ** (p.power_db / 10)))
-        _add_tone(wave, cyc, amp)
+        cycles.append(cyc)
+        amps.append(amp)
         pilot_amp_sum += amp
         pilot_meta.append({"freq_hz": cyc * fs / n, "amplitude": amp, "power_db": p.power_db})
 
@@ -218,7 +391,9 @@ def build_frame(config: TxConfig, n_data: int, key: bytes, stream_id: int = 0) -
     code_max = (1 << (config.dac_bits - 1)) - 1  # in dac_bits codes
     lsb = full_scale / (code_max * step)  # quadrature units per int16 unit
     iq = np.empty((n, 2), dtype=np.int16)
-    clipped = _quantise(wave, lsb, step, code_max * step, iq)
+    clipped = _tones_quantise(wave, tone_hi, tone_lo, np.array(cycles, dtype=np.int64),
+                              np.array(amps, dtype=np.float64), lsb, step, code_max * step, iq)
+    del wave
 
     meta = {
         "format": FRAME_FORMAT,

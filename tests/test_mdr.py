@@ -33,6 +33,9 @@ def test_product_matches_cayley_dickson(d: int) -> None:
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(2, 500, d))
     np.testing.assert_allclose(mdr.multiply(a, b), _cd_mul(a, b), atol=1e-12)
+    # broadcast operands (the generic path) give the same numbers as equal shapes (the
+    # row kernel)
+    np.testing.assert_array_equal(mdr.multiply(a[0], b), mdr.multiply(np.tile(a[0], (500, 1)), b))
 
 
 def test_product_on_basis_units_is_a_signed_permutation() -> None:

@@ -92,7 +92,7 @@ class GroundTruth:
         return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _project_kernel(fr: np.ndarray, fi: np.ndarray, halo: int, n: int, cyclic: bool,
                     pulse: np.ndarray, peaks: np.ndarray, subcarrier: float,
                     out: np.ndarray) -> None:

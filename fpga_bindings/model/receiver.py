@@ -26,7 +26,7 @@ KIND_REAL_HET = 2
 KIND_REAL_HOM = 3
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
            seg_end: np.ndarray, seg_amp: np.ndarray, seg_sigma: np.ndarray,
            seg_zsnu: np.ndarray, noise: np.ndarray, jitter: np.ndarray, jit_phase: float,

@@ -40,7 +40,7 @@ def kernel_table(taps: int = TAPS, phases: int = PHASES, beta: float = KAISER_BE
 TABLE = kernel_table()
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def interp_at(field: np.ndarray, halo: int, u: float, table: np.ndarray) -> complex:
     """Interpolate `field` (complex, padded by `halo` >= HALF samples each side) at position u.
 
@@ -60,7 +60,7 @@ def interp_at(field: np.ndarray, halo: int, u: float, table: np.ndarray) -> comp
     return complex(acc_re, acc_im)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def interp_positions(field: np.ndarray, halo: int, n: int, cyclic: bool, pos: np.ndarray,
                      table: np.ndarray, out: np.ndarray) -> None:
     """out[k] = band-limited value of the length-n sequence at pos[k] (padded `field`).
@@ -80,7 +80,7 @@ def interp_positions(field: np.ndarray, halo: int, n: int, cyclic: bool, pos: np
             out[k] = interp_at(field, halo, u, table)
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _fir_block(fr: np.ndarray, fi: np.ndarray, start: int, row: np.ndarray,
                out_r: np.ndarray, out_i: np.ndarray) -> None:
     """out[j] = sum_i row[i] f[start + j + i]: one polyphase row over a run of outputs."""
@@ -97,7 +97,7 @@ def _fir_block(fr: np.ndarray, fi: np.ndarray, start: int, row: np.ndarray,
             out_i[j] += c * fi_s[j]
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def interp_uniform(fr: np.ndarray, fi: np.ndarray, halo: int, n: int, cyclic: bool,
                    u0: float, du: float, jitter: np.ndarray, jit_u: float, table: np.ndarray,
                    out_r: np.ndarray, out_i: np.ndarray) -> None:

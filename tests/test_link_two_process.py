@@ -70,12 +70,13 @@ def cli(*argv: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60.0) -> list[str]:
-    """Read proc's stderr until a line containing `text`; the lines read."""
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60.0,
+                  stream: str = "stderr") -> list[str]:
+    """Read proc's stderr (or stdout) until a line containing `text`; the lines read."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
+        line = getattr(proc, stream).readline()
         if not line:
             raise AssertionError(f"process ended before {text!r}: {''.join(lines)[-2000:]}")
         lines.append(line)
@@ -131,7 +132,7 @@ def test_two_processes_fill_both_stores_with_the_same_keys(good_run) -> None:
     # each process reports only its own store
     assert rep_tx["key_store_bob"] == "" and rep_rx["key_store_alice"] == ""
     # the channel measured through the fibre is the configured one (5 km: T = 0.794)
-    assert rep_rx["frames_ok"] == 8
+    assert rep_rx["frames_ok"] >= 7  # a frame may trip the xi alarm (point estimate)
     lo, hi = rep_rx["excess_noise_interval_snu"]
     assert lo <= 0.02 <= hi  # configured xi (default), within its interval
     assert abs(rep_rx["transmittance"] / 10 ** (-0.1) - 1) < 0.05
@@ -152,6 +153,24 @@ def test_rx_killed_mid_run_leaves_both_stores_consistent(good_run, tmp_path: Pat
     assert rep_tx["session_abort"]["reason"] == "peer_lost"
     after = stores(a, b)
     assert after == before and after[0] == after[1]  # nothing lost, nothing at one end only
+
+
+def test_config_mismatch_between_the_processes(tmp_path: Path) -> None:
+    """Different modulation settings at the two ends: both processes stop with
+    config_mismatch (exit 1) before any frame, and no key is stored."""
+    a, b = setup_ends(tmp_path)
+    port = free_port_pair()
+    tx = cli("tx", "--listen", f"127.0.0.1:{port}", "--workdir", str(a), "--frames", "1",
+             *TINY)
+    wait_for_line(tx, "listening on", stream="stdout")
+    rx = cli("rx", "--connect", f"127.0.0.1:{port}", "--workdir", str(b), *TINY,
+             "--va", "2.0")
+    out_rx, _ = rx.communicate(timeout=120)
+    out_tx, _ = tx.communicate(timeout=120)
+    assert rx.returncode == 1 and tx.returncode == 1
+    assert "config_mismatch" in out_rx and "session aborted: config_mismatch" in out_tx
+    assert "frames 0 (0 ok)" in out_rx
+    assert stores(a, b) == ({}, {})
 
 
 def test_board_is_refused_here() -> None:

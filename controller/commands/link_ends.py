@@ -27,6 +27,7 @@ from controller.commands.link import (
     build_config,
     frame_count,
 )
+from controller.link_report import LinkReport
 
 DEVICE_TREE = Path("/proc/device-tree/compatible")
 
@@ -89,11 +90,19 @@ def _addresses(args: argparse.Namespace, main: str, what: str
     return (host, port), fibre
 
 
-def _finish(args: argparse.Namespace, report) -> int:
+def _finish(args: argparse.Namespace, report: LinkReport, role: str) -> int:
     if args.json:
         print(json.dumps(report.to_json()), flush=True)
-    else:
+    elif role == "bob":
         print(report.text(), flush=True)
+    else:  # the frame and block records are the receiver's (reverse reconciliation)
+        s = report.summary()
+        abort = s["session_abort"]
+        state = f"aborted: {abort['reason']}: {abort['detail']}" if abort else "completed"
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in s["stage_seconds_alice"].items())
+        print(f"session {state} (wall {s['wall_s']:.1f} s; frame and block results: the "
+              f"receiver's summary)\ntime per stage (s): {stages}\nkey store: "
+              f"{s['key_store_alice']} ({s['keys_in_store_alice']} keys)", flush=True)
     return 0 if report.session_abort is None else 1
 
 
@@ -119,7 +128,7 @@ def run_tx(args: argparse.Namespace) -> int:
         report = asyncio.run(serve(cfg, files, listen, fibre, frames, progress, listening))
     finally:
         progress.done()
-    return _finish(args, report)
+    return _finish(args, report, "alice")
 
 
 def run_rx(args: argparse.Namespace) -> int:
@@ -138,4 +147,4 @@ def run_rx(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:  # plain lines: Bob learns the frame count as it goes
         print(line, file=out, flush=True)
 
-    return _finish(args, asyncio.run(receive(cfg, files, connect, fibre, progress)))
+    return _finish(args, asyncio.run(receive(cfg, files, connect, fibre, progress)), "bob")

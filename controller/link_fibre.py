@@ -193,7 +193,10 @@ class FibreReceiverChannel(ModelReceiver):
         if self._rx is None:
             raise ValueError("the fibre is not connected")
         self.model.advance(wait)
-        self._rx.discard_before(math.floor((start - 2 * GUARD_S) * self.player_sps))
+        first = math.floor((start - 2 * GUARD_S) * self.player_sps)  # the capture needs no less
+        while self._rx.first < first and not self._rx.ended:  # skip the dark lead-in in steps
+            self._rx.wait_until(min(first, self._rx.first + DARK_CHUNK))
+            self._rx.discard_before(first)
         self.model.attach_fibre(self._window)
         self.model.set_frontend(FrontEnd())  # the VOA is Alice's, before the fibre
 

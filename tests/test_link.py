@@ -172,6 +172,7 @@ def test_peer_timeout(good_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["link", "--sim", "--distance-km", "5", "--va", "1.5", "--frame-symbols",
                "65536", "--block-symbols", "65536", "--code-n", "16000", "--frames", "1",
+               "--xi-abort", "1",  # the frame's xi estimate has sd ~0.06 SNU at 2^16 symbols
                "--json", "--workdir", str(tmp_path / "w")])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
@@ -225,7 +226,10 @@ def test_peer_killed_mid_block(good_run, tmp_path: Path, monkeypatch) -> None:
         return await real(ctx, rec, *args)
 
     monkeypatch.setattr(link_bob, "_frame", dying)
-    report, _ = _abort_run(good_run, tmp_path, frames=2, protocol={"block_symbols": 1 << 17})
+    # xi_abort 1: a 2^16-symbol frame's point estimate has sd ~0.06 SNU, so the default
+    # alarm (0.1) would drop frame 0 in about 1 run of 10
+    report, _ = _abort_run(good_run, tmp_path, frames=2,
+                           protocol={"block_symbols": 1 << 17, "xi_abort": 1.0})
     assert report.session_abort["reason"] == "peer_lost"
     assert report.frames[0].ok  # frame 0 was reconciled, but its block never closed
     assert report.blocks == []

@@ -208,3 +208,31 @@ def test_rx_killed_at_a_random_time_then_recovered(good_run, tmp_path: Path, see
     alice, bob = stores(a, b)
     assert alice == bob
     assert set(before[0]) <= set(alice)
+
+
+def test_fibre_receiver_discards_what_captures_no_longer_need() -> None:
+    """The receiver keeps only the field from `first` on (bounded memory over many frames)."""
+    import numpy as np
+
+    from fpga_bindings.model.fibre_transport import FibreReceiver, FibreSender, TransmitterModel
+    from fpga_bindings.model.link import LinkConfig as ModelConfig
+    from fpga_bindings.model.link_api import FrontEnd
+
+    a, b = socket.socketpair()
+    tx = TransmitterModel(ModelConfig(seed=1, tx_linewidth_hz=0.0), FibreSender(a),
+                          FrontEnd(voa_db=0.0))
+    iq = np.stack([np.arange(1000, dtype=np.int16) * 16, np.zeros(1000, np.int16)], axis=1)
+    tx.transmit(iq, chunk=300, end=False)
+    tx.transmit(iq[:10], chunk=300)  # the stream continues, then ends
+    rx = FibreReceiver(b)
+    rx.wait_until(1010)
+    full, _ = rx.field()
+    rx.discard_before(450)  # inside the second chunk
+    part, _ = rx.field()
+    assert rx.first == 450 and np.array_equal(part, full[450:]) and len(part) == 560
+    rx.discard_before(100)  # never backwards
+    assert rx.first == 450
+    rx.discard_before(10**6)  # at most what arrived
+    assert rx.first == 1010 and len(rx.field()[0]) == 0
+    a.close()
+    b.close()

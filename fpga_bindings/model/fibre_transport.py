@@ -116,14 +116,17 @@ class FibreReceiver:
     def discard_before(self, index: int) -> None:
         """Free the samples before stream index `index` (a long stream of frames keeps only
         what the next capture needs); `field()` then starts at stream index `first`."""
-        if len(self._fields) > 1:
-            self._fields = [np.concatenate(self._fields)]
-            self._phases = [np.concatenate(self._phases)]
-        k = min(max(0, index - self.first), self._count - self.first)
-        if k:
-            self._fields = [self._fields[0][k:]]
-            self._phases = [self._phases[0][k:]]
-            self.first += k
+        drop = min(max(0, index - self.first), self._count - self.first)
+        while drop:
+            n0 = len(self._fields[0])
+            if n0 <= drop:
+                del self._fields[0], self._phases[0]
+            else:  # copies, so the dropped part's memory is freed
+                self._fields[0] = self._fields[0][drop:].copy()
+                self._phases[0] = self._phases[0][drop:].copy()
+                n0 = drop
+            self.first += n0
+            drop -= n0
 
     def field(self) -> tuple[np.ndarray, np.ndarray]:
         """(field complex64, transmitter phase float64) received so far, from `first` on."""

@@ -20,6 +20,7 @@ A failure of a frame-level check raises `SyncError` with a reason; nothing is re
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,8 +258,13 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     # 7. calibration through the same filter and positions
     t0 = time.perf_counter()
     step = sps / track.ratio
-    n_shot = _calibration_variance(shot_iq, chain, step, "shot-noise capture")
-    n_el = _calibration_variance(elec_iq, chain, step, "electronic-noise capture")
+    # the two records are independent passes through the same chain (read-only here) and the
+    # kernels release the GIL: the electronic-noise record runs on a second thread
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        n_el_future = pool.submit(_calibration_variance, elec_iq, chain, step,
+                                  "electronic-noise capture")
+        n_shot = _calibration_variance(shot_iq, chain, step, "shot-noise capture")
+        n_el = n_el_future.result()
     timings["calibration_s"] = time.perf_counter() - t0
 
     _phase_line(y, st.s3[:, 1], counts, tblk)

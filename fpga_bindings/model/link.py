@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -169,6 +170,26 @@ def _make_player(field: np.ndarray, cyclic: bool, start_s: float,
     power = float(np.mean(fr[HALF:len(fr) - HALF] ** 2, dtype=np.float64)
                   + np.mean(fi[HALF:len(fi) - HALF] ** 2, dtype=np.float64))
     return _Player(len(field), fr, fi, bool(cyclic), start_s, power, remote_tx_phase)
+
+
+class _Prefetch:
+    """Calls fn(*args) for each args in order, the next one on a worker thread while the caller
+    works on the current result (numpy's generators release the GIL while they fill arrays).
+    The calls, and so the random streams they draw, are exactly those of a plain loop."""
+
+    def __init__(self, fn, arg_list: list[tuple]) -> None:
+        self._fn = fn
+        self._args = list(arg_list)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending = self._pool.submit(fn, *self._args.pop(0)) if self._args else None
+
+    def next(self):
+        result = self._pending.result()
+        self._pending = self._pool.submit(self._fn, *self._args.pop(0)) if self._args else None
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 class LinkModel:
@@ -404,44 +425,57 @@ class LinkModel:
         no_f = np.empty(0, np.float32)
         linewidth = c.lo_linewidth_hz + (0.0 if self._remote() else c.tx_linewidth_hz)
         pn_sd = math.sqrt(2.0 * math.pi * linewidth * dt)
-        no_jitter = np.empty(0)
         jit_phase = 2.0 * np.pi * (c.if_hz + c.lo_offset_hz) * c.adc_jitter_s
         s_buf_r = np.empty(min(n, plan["chunk"]), np.float32)
         s_buf_i = np.empty_like(s_buf_r)
         psi_parts: list[np.ndarray] = []
         recent, recent_first, have = np.empty(0), 0, 0
         clips = 0
-        for start in range(0, n, plan["chunk"]):
-            m = min(plan["chunk"], n - start)
-            g0 = start // grid
-            need = g0 + m // grid + 2  # grid points g0 .. need-1 cover the chunk
-            new = self._phase_at(t_trig + grid * dt * np.arange(have, need), plan)
-            psi_parts.append(new)
-            recent = np.concatenate([recent[g0 - recent_first:], new])
-            recent_first, have = g0, need
-            seg_end, seg_amp, seg_sigma, seg_zsnu = self._segments(plan, t_trig + start * dt, m)
-            noise = self._rng_noise.standard_normal((m, ncol), dtype=np.float32)
-            jitter = self._rng_jitter.standard_normal(m) if c.adc_jitter_s > 0 else no_jitter
-            pn = (self._rng_bridge.random(-(-m // grid) * grid, dtype=np.float32)
-                  if linewidth > 0 else no_f)
-            s_r, s_i = s_buf_r[:m], s_buf_i[:m]
-            if seg_amp.any():
-                interp_uniform(fr, fi, HALF, n_field, cyclic, u0 + start * du, du, jitter,
-                               fs_tx * c.adc_jitter_s, TABLE, s_r, s_i)
-            else:
-                s_r[:] = 0.0
-                s_i[:] = 0.0
-            out = np.empty((m, ncol), np.int16)
-            clips += render(s_r, s_i, recent, grid, seg_end, seg_amp, seg_sigma, seg_zsnu,
-                            noise, jitter, jit_phase, pn, pn_sd, kind, plan["qstep"], out,
-                            zrot_all[start:start + m] if want_truth else no_z,
-                            fine_all[start:start + m] if want_truth else no_f)
-            # the phase trajectory is known up to grid point need-1: time may not restart earlier
-            self._now = t_trig + max(start + m, grid * (need - 1)) * dt
-            yield out if ncol == 2 else out[:, 0]
+        draws = _Prefetch(self._draw_chunk, [(min(plan["chunk"], n - s), ncol, linewidth > 0)
+                                             for s in range(0, n, plan["chunk"])])
+        try:  # a capture abandoned part-way still stops the prefetching thread
+            for start in range(0, n, plan["chunk"]):
+                m = min(plan["chunk"], n - start)
+                g0 = start // grid
+                need = g0 + m // grid + 2  # grid points g0 .. need-1 cover the chunk
+                new = self._phase_at(t_trig + grid * dt * np.arange(have, need), plan)
+                psi_parts.append(new)
+                recent = np.concatenate([recent[g0 - recent_first:], new])
+                recent_first, have = g0, need
+                seg_end, seg_amp, seg_sigma, seg_zsnu = self._segments(plan, t_trig + start * dt, m)
+                noise, jitter, pn = draws.next()
+                s_r, s_i = s_buf_r[:m], s_buf_i[:m]
+                if seg_amp.any():
+                    interp_uniform(fr, fi, HALF, n_field, cyclic, u0 + start * du, du, jitter,
+                                   fs_tx * c.adc_jitter_s, TABLE, s_r, s_i)
+                else:
+                    s_r[:] = 0.0
+                    s_i[:] = 0.0
+                out = np.empty((m, ncol), np.int16)
+                clips += render(s_r, s_i, recent, grid, seg_end, seg_amp, seg_sigma, seg_zsnu,
+                                noise, jitter, jit_phase, pn, pn_sd, kind, plan["qstep"], out,
+                                zrot_all[start:start + m] if want_truth else no_z,
+                                fine_all[start:start + m] if want_truth else no_f)
+                # the phase trajectory is known up to grid point need-1: time may not restart
+                # earlier
+                self._now = t_trig + max(start + m, grid * (need - 1)) * dt
+                yield out if ncol == 2 else out[:, 0]
+        finally:
+            draws.close()
         self._finish(plan, t_trig, u0, du, np.concatenate(psi_parts), clips,
                      zrot_all if want_truth else None, (fr, fi, n_field),
                      fine_all if want_truth else None)
+
+    def _draw_chunk(self, m: int, ncol: int, phase_noise: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One chunk's simulation noise: detector noise (m, ncol) float32 N(0, 1), clock
+        jitter (m,) N(0, 1) (empty without jitter), bridge uniforms for the phase noise."""
+        c = self.config
+        noise = self._rng_noise.standard_normal((m, ncol), dtype=np.float32)
+        jitter = self._rng_jitter.standard_normal(m) if c.adc_jitter_s > 0 else np.empty(0)
+        pn = (self._rng_bridge.random(-(-m // c.phase_grid) * c.phase_grid, dtype=np.float32)
+              if phase_noise else np.empty(0, np.float32))
+        return noise, jitter, pn
 
     def _finish(self, plan: dict, t_trig: float, u0: float, du: float, psi: np.ndarray,
                 clips: int, zrot: np.ndarray | None,

@@ -236,3 +236,42 @@ def test_fibre_receiver_discards_what_captures_no_longer_need() -> None:
     assert rx.first == 1010 and len(rx.field()[0]) == 0
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(("fault", "xi_abort", "reason"), [
+    (("fibre_cut", {}), 0.1, "sync_failure"),
+    (("intercept_resend", {}), 10.0, None),
+])
+def test_fault_through_the_fibre(tmp_path: Path, fault, xi_abort, reason) -> None:
+    """Both ends in one event loop (run_tx, run_rx) with a fault in Bob's model: a fibre cut
+    is a sync failure; Eve's intercept-resend on the field that crossed the fibre shows as
+    2 SNU of excess noise (Grosshans & Grangier 2002), as in the one-process mode."""
+    import asyncio
+
+    from controller.config import config_from_dict
+    from controller.link_two_process import end_files, run_rx, run_tx
+
+    a, b = setup_ends(tmp_path)
+    cfg = config_from_dict({"physics": {"distance_km": 5.0, "seed": 7},
+                            "modulation": {"v_a": 1.5},
+                            "protocol": {"frame_symbols": 1 << 16, "block_symbols": 1 << 16,
+                                         "code_n": 16000, "xi_abort": xi_abort}})
+    port = free_port_pair()
+    addr, fibre = ("127.0.0.1", port), ("127.0.0.1", port + 1)
+
+    async def both():
+        listening = asyncio.Event()
+        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, fibre, 1,
+                                        on_listening=lambda *_: listening.set()))
+        await asyncio.wait_for(listening.wait(), 30)
+        rx = await run_rx(cfg, end_files(cfg, b, "bob"), addr, fibre, faults={0: fault})
+        return await tx, rx
+
+    rep_tx, rep_rx = asyncio.run(both())
+    assert rep_tx.session_abort is None and rep_rx.session_abort is None
+    (frame,) = rep_rx.frames
+    if reason is not None:
+        assert not frame.ok and frame.reason == reason
+    else:
+        assert 1.5 < frame.xi < 2.5
+    assert stores(a, b) == ({}, {})

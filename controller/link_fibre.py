@@ -58,6 +58,7 @@ class FibreTransmitter:
         self.cfg = cfg
         self.mcfg = model_config(cfg)
         sock.settimeout(cfg.protocol.peer_timeout_s)  # a receiver that stops reading
+        self._sock = sock
         self._tx = TransmitterModel(self.mcfg, FibreSender(sock))
         self.decimation = self.mcfg.profile.default_decimation
         self.capture_rate_hz = self.mcfg.adc_rate_nominal / self.decimation
@@ -123,12 +124,15 @@ class FibreTransmitter:
                             f"fibre: {type(exc).__name__} while sending the field") from None
 
     async def close(self) -> None:
-        """Flush, send the end of the stream and close the socket."""
+        """Flush, send the end of the stream and close the socket; never raises (it runs
+        when the session has ended, normally or not)."""
         try:
             await self.flush()
             await asyncio.to_thread(self._tx.sender.close)
-        except OSError:
-            pass  # the receiver is gone: nothing left to tell it
+        except (OSError, LinkAbort):
+            pass  # the receiver is gone or stalled: nothing left to tell it
+        finally:
+            self._sock.close()
 
 
 class _Window:

@@ -275,3 +275,36 @@ def test_fault_through_the_fibre(tmp_path: Path, fault, xi_abort, reason) -> Non
     else:
         assert 1.5 < frame.xi < 2.5
     assert stores(a, b) == ({}, {})
+
+
+def test_transmitter_reports_a_receiver_gone() -> None:
+    """Alice's fibre end: a closed receiver ends the session as peer_lost at the next flush;
+    closing afterwards never raises."""
+    import asyncio
+
+    from controller.config import LinkConfig
+    from controller.link_fibre import FibreTransmitter
+    from controller.link_protocol import AbortReason, LinkAbort
+    from controller.link_quantum import Emission
+    from dsp.transmitter import TxConfig, build_frame
+
+    cfg = LinkConfig()
+    a, b = socket.socketpair()
+    b.close()
+    qc = FibreTransmitter(cfg, a)
+    frame = build_frame(TxConfig(sample_rate_hz=qc.player_sps,
+                                 symbol_rate_hz=cfg.modulation.symbol_rate_hz,
+                                 v_a=cfg.modulation.v_a, dac_bits=qc.dac_bits),
+                        4096, os.urandom(32), 0)
+
+    async def go() -> None:
+        timing = await qc.emit(Emission(0, frame.iq_int16, frame.meta["quad_per_lsb"],
+                                        frame.meta))
+        lead, _ = qc.dark_samples(0, len(frame.iq_int16))
+        assert timing["light_start_s"] == lead / qc.player_sps
+        with pytest.raises(LinkAbort) as exc:
+            await qc.flush()
+        assert exc.value.reason == AbortReason.PEER_LOST
+        await qc.close()
+
+    asyncio.run(go())

@@ -72,9 +72,13 @@ async def run_tx(cfg: LinkConfig, files: EndFiles, listen: Address, fibre: Addre
     timeout = cfg.protocol.peer_timeout_s
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
-    pool, store = KeyPool.open(files.pool), open_store(files.store)
-    fibre_srv = socket.create_server(fibre)
+    try:
+        fibre_srv = socket.create_server(fibre)
+    except OSError as exc:
+        raise ValueError(f"cannot listen for the fibre on {fibre[0]}:{fibre[1]}: "
+                         f"{exc.strerror or exc}") from None
     fibre_srv.setblocking(False)
+    pool, store = KeyPool.open(files.pool), open_store(files.store)
     busy = False
     t0 = time.perf_counter()
 
@@ -110,7 +114,14 @@ async def run_tx(cfg: LinkConfig, files: EndFiles, listen: Address, fibre: Addre
         finally:
             set_done()
 
-    server = await asyncio.start_server(on_connect, *listen)
+    try:
+        server = await asyncio.start_server(on_connect, *listen)
+    except OSError as exc:
+        fibre_srv.close()
+        pool.close()
+        store.close()
+        raise ValueError(f"cannot listen on {listen[0]}:{listen[1]}: "
+                         f"{exc.strerror or exc}") from None
     try:
         on_listening(server.sockets[0].getsockname()[:2], fibre_srv.getsockname()[:2])
         await done

@@ -32,6 +32,10 @@ from dsp.transmitter import TxConfig, build_frame
 from reconcile import mdr, rate_adapt
 from reconcile.ldpc_decoder import decoder_for
 
+# Decoder threads: each takes groups of 8 codewords (one SIMD vector); the results do not
+# depend on the count. Two: the cores of the target machine.
+DECODER_THREADS = min(2, os.cpu_count() or 1)
+
 
 def tx_config(ctx: EndContext, qc: Transmitter) -> TxConfig:
     m = ctx.cfg.modulation
@@ -47,23 +51,35 @@ async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int) -> None:
     tx = tx_config(ctx, qc)
     n = cfg.protocol.frame_symbols
     block = BlockState()
-    for f in range(n_frames):
-        last = f == n_frames - 1
-        with timer.stage("emit_capture"):
-            frame = await asyncio.to_thread(build_frame, tx, n, os.urandom(32), f)
-        timing = await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"],
-                                        frame.meta))
-        await ch.send(MsgType.PARAMS, {"frame": f, "last": int(last),
-                                       "tx_meta": json.dumps({**frame.meta, **timing})})
-        symbols = frame.symbols
-        del frame
-        sift = await ch.recv(MsgType.SIFT)
-        _check_frame(sift.fields, f)
-        if sift.fields.get("status") == "ok":
-            await _frame(ctx, block, f, symbols, sift.fields["nonce_b"])
-        del symbols
-        if last or block.n_total >= cfg.protocol.block_symbols:
-            await _end_block(ctx, block)
+
+    def synthesise(f: int) -> asyncio.Future:
+        """Frame f's waveform on a worker thread (its ChaCha20 key drawn now from the OS
+        CSPRNG), so that it overlaps the reconciliation of the frame before."""
+        return asyncio.ensure_future(asyncio.to_thread(build_frame, tx, n, os.urandom(32), f))
+
+    pending = synthesise(0) if n_frames > 0 else None
+    try:
+        for f in range(n_frames):
+            last = f == n_frames - 1
+            with timer.stage("emit_capture"):
+                frame = await pending
+            pending = None if last else synthesise(f + 1)
+            timing = await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"],
+                                            frame.meta))
+            await ch.send(MsgType.PARAMS, {"frame": f, "last": int(last),
+                                           "tx_meta": json.dumps({**frame.meta, **timing})})
+            symbols = frame.symbols
+            del frame
+            sift = await ch.recv(MsgType.SIFT)
+            _check_frame(sift.fields, f)
+            if sift.fields.get("status") == "ok":
+                await _frame(ctx, block, f, symbols, sift.fields["nonce_b"])
+            del symbols
+            if last or block.n_total >= cfg.protocol.block_symbols:
+                await _end_block(ctx, block)
+    finally:
+        if pending is not None:  # aborted: the frame being synthesised is never sent
+            pending.cancel()
     await ch.send(MsgType.PARAMS, {"done": 1})
 
 
@@ -119,7 +135,7 @@ async def _frame(ctx: EndContext, block: BlockState, f: int, symbols: np.ndarray
             llr[i] = rate_adapt.alice_llr(ad, t)
         del x
         res = await asyncio.to_thread(decoder_for(code).decode, llr, syndrome,
-                                      cfg.protocol.decoder_iterations)
+                                      cfg.protocol.decoder_iterations, DECODER_THREADS)
         del llr
     ctx.progress(f"frame {f}: decoded {int(res.converged.sum())}/{n_cw} codewords, "
                  f"{float(res.iterations.mean()) if n_cw else 0:.1f} iterations on average")

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError) as exc:
+    except ValueError as exc:  # includes UsageError
         print(f"cvqkd {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

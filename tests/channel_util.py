@@ -7,6 +7,8 @@ from pathlib import Path
 
 from controller.auth import KeyPool, Role
 from controller.channel import ChannelError, accept, connect
+from controller.key_commit import recover_coordinator, recover_participant
+from controller.keystore import KeyStore
 from controller.psk import create_psk_file
 
 
@@ -64,3 +66,23 @@ async def _session(pa, pb, alice_script, bob_script, *, alice_kw=None, bob_kw=No
 
 def run(*args, **kw):
     return asyncio.run(_session(*args, **kw))
+
+
+def open_store(d: Path, end: str) -> KeyStore:
+    """The test layout of one end's key store: `{end}.db` with device key `{end}.key` in d."""
+    return KeyStore.open(d / f"{end}.db", d / f"{end}.key")
+
+
+def recover_both(d: Path, pa: Path, pb: Path) -> None:
+    """One clean session in which both ends run commit recovery (stores 'a' and 'b' in d)."""
+
+    async def alice(ch):
+        with open_store(d, "a") as s:
+            await recover_coordinator(ch, s)
+        await ch.close()
+
+    async def bob(ch):
+        with open_store(d, "b") as s:
+            await recover_participant(ch, s)
+
+    run(pa, pb, alice, bob)

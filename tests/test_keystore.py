@@ -9,7 +9,7 @@ import stat
 import uuid
 
 import pytest
-from channel_util import make_pool_pair, run
+from channel_util import make_pool_pair, open_store, recover_both, run
 
 from controller.auth import KeyPool
 from controller.channel import Channel, ChannelError
@@ -183,8 +183,6 @@ def link(tmp_path):
     return tmp_path, pa, pb
 
 
-def _open(d, end):
-    return KeyStore.open(d / f"{end}.db", d / f"{end}.key")
 
 
 def _materials(n, seed):
@@ -196,20 +194,20 @@ def test_two_end_commit(link):
     mats = _materials(5, "x")
 
     async def alice(ch: Channel):
-        with _open(d, "a") as s:
+        with open_store(d, "a") as s:
             await recover_coordinator(ch, s)
             ids = await commit_keys(ch, s, mats, link_id="L1", peer_id="bob")
         await ch.close()
         return ids
 
     async def bob(ch: Channel):
-        with _open(d, "b") as s:
+        with open_store(d, "b") as s:
             await recover_participant(ch, s)
             return await accept_commit(ch, s, mats, link_id="L1", peer_id="alice")
 
     ids_a, ids_b = run(pa, pb, alice, bob)
     assert ids_a == ids_b and len(ids_a) == 5
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         for i, key_id in enumerate(ids_a):
             assert sa.record(key_id).state == sb.record(key_id).state == READY
             assert sa.material(key_id) == sb.material(key_id) == mats[i]
@@ -223,17 +221,17 @@ def test_mismatched_material_refused_at_both_ends(link):
     other = [*mats[:3], bytes(32)]
 
     async def alice(ch):
-        with _open(d, "a") as s:
+        with open_store(d, "a") as s:
             return await commit_keys(ch, s, mats, link_id="L1", peer_id="bob")
 
     async def bob(ch):
-        with _open(d, "b") as s:
+        with open_store(d, "b") as s:
             return await accept_commit(ch, s, other, link_id="L1", peer_id="alice")
 
     a, b = run(pa, pb, alice, bob, errors=(CommitError,))
     assert isinstance(a, CommitError) and "key material differs" in str(a)
     assert isinstance(b, CommitError)
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         assert [r.state for r in sa.list_keys()] == [ERASED] * 4
         assert sb.list_keys() == []
 
@@ -245,7 +243,7 @@ def test_forged_commit_message_then_recovery(link, caplog):
     mats = _materials(3, "y")
 
     async def alice(ch: Channel):
-        with _open(d, "a") as s:
+        with open_store(d, "a") as s:
             orig = ch.send
 
             async def forging_send(msg_type, fields=None, *, app_keys=0):
@@ -261,30 +259,30 @@ def test_forged_commit_message_then_recovery(link, caplog):
             return await commit_keys(ch, s, mats, link_id="L1", peer_id="bob")
 
     async def bob(ch):
-        with _open(d, "b") as s:
+        with open_store(d, "b") as s:
             return await accept_commit(ch, s, mats, link_id="L1", peer_id="alice")
 
     a, b = run(pa, pb, alice, bob, alice_kw={"timeout": 1.0})
     assert isinstance(b, ChannelError) and "authentication failed" in str(b)
     assert isinstance(a, ChannelError)
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         (bid,) = sa.batches()
         assert sa.batch_status(bid) == COMMITTED and not sa.batch(bid).peer_acked
         assert sb.batch_status(bid) == PREPARED
 
     async def alice2(ch):
-        with _open(d, "a") as s:
+        with open_store(d, "a") as s:
             rep = await recover_coordinator(ch, s)
         await ch.close()
         return rep
 
     async def bob2(ch):
-        with _open(d, "b") as s:
+        with open_store(d, "b") as s:
             return await recover_participant(ch, s)
 
     rep_a, rep_b = run(pa, pb, alice2, bob2)
     assert rep_a.committed == rep_b.committed == [bid]
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         assert sa.batch(bid).peer_acked and sb.batch_status(bid) == COMMITTED
         for r in sa.batch_keys(bid):
             assert sa.material(r.key_id) == sb.material(r.key_id)
@@ -301,7 +299,7 @@ def test_recovery_table(link, a_status, b_status, outcome):
     d, pa, pb = link
     bid = str(uuid.uuid4())
     keys = _keys(2)
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         sa.add_batch(bid, keys, link_id="L", peer_id="bob", role=COORDINATOR)
         if a_status == COMMITTED:
             sa.commit_batch(bid)
@@ -312,17 +310,8 @@ def test_recovery_table(link, a_status, b_status, outcome):
             if b_status == COMMITTED:
                 sb.commit_batch(bid)
 
-    async def alice(ch):
-        with _open(d, "a") as s:
-            await recover_coordinator(ch, s)
-        await ch.close()
-
-    async def bob(ch):
-        with _open(d, "b") as s:
-            await recover_participant(ch, s)
-
-    run(pa, pb, alice, bob)
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    recover_both(d, pa, pb)
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         assert sa.batch_status(bid) == outcome
         assert sb.batch_status(bid) in ((outcome,) if b_status else (None,))
         assert sa.batches(PREPARED) == sb.batches(PREPARED) == []
@@ -335,18 +324,18 @@ def test_authentication_batch_refills_both_pools_identically(link):
     mats = [os.urandom(64) for _ in range(3)]  # 3 keys of 2 one-time keys each
 
     async def alice(ch):
-        with _open(d, "a") as s:
+        with open_store(d, "a") as s:
             ids = await commit_keys(ch, s, mats, link_id="L1", peer_id="bob", purpose=AUTH)
         await ch.close()
         return ids
 
     async def bob(ch):
-        with _open(d, "b") as s:
+        with open_store(d, "b") as s:
             return await accept_commit(ch, s, mats, link_id="L1", peer_id="alice",
                                        purpose=AUTH)
 
     ids, _ = run(pa, pb, alice, bob)
-    with _open(d, "a") as sa, _open(d, "b") as sb, KeyPool.open(pa) as pool_a, \
+    with open_store(d, "a") as sa, open_store(d, "b") as sb, KeyPool.open(pa) as pool_a, \
             KeyPool.open(pb) as pool_b:
         with pytest.raises(InvalidState, match="reserved for channel authentication"):
             sa.deliver(ids[0])
@@ -369,7 +358,7 @@ def test_authentication_batch_refills_both_pools_identically(link):
 
 def test_refill_waits_for_settled_batches(link):
     d, pa, _ = link
-    with _open(d, "a") as sa, KeyPool.open(pa) as pool:
+    with open_store(d, "a") as sa, KeyPool.open(pa) as pool:
         first, second = str(uuid.uuid4()), str(uuid.uuid4())
         sa.add_batch(first, _keys(1), link_id="L", peer_id="bob", role=COORDINATOR,
                      purpose=AUTH)

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import pytest
-from channel_util import make_pool_pair, run
+from channel_util import make_pool_pair, open_store, recover_both
 
 from controller.auth import KeyPool
 from controller.channel import Channel, ChannelError, accept, connect
@@ -56,10 +56,6 @@ def _material(label: str) -> bytes:
 
 def _valid(material: bytes) -> bool:
     return material[16:] == hashlib.sha256(material[:16]).digest()[:16]
-
-
-def _open(d, end) -> KeyStore:
-    return KeyStore.open(d / f"{end}.db", d / f"{end}.key")
 
 
 def _install_crash_points(crash_at: int) -> None:
@@ -101,7 +97,7 @@ def _child(end: str, d, sock: socket.socket, port: int, report_fd: int, crash_at
 
         async def main() -> None:
             pool = KeyPool.open(d / f"pool-{'alice' if end == 'a' else 'bob'}.db")
-            store = _open(d, end)
+            store = open_store(d, end)
             if end == "a":
                 ch = await connect("127.0.0.1", port, pool, timeout=3.0)
                 await recover_coordinator(ch, store)
@@ -140,7 +136,7 @@ def _child(end: str, d, sock: socket.socket, port: int, report_fd: int, crash_at
 
 def _check_weak(d, reported: dict[str, set[str]]) -> None:
     """Invariants that must hold at any instant, without recovery."""
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         for end, s in (("a", sa), ("b", sb)):
             for bid in s.batches():
                 status = s.batch_status(bid)
@@ -162,7 +158,7 @@ def _check_weak(d, reported: dict[str, set[str]]) -> None:
 
 def _check_strong(d, reported: dict[str, set[str]]) -> None:
     """After a clean recovery: nothing pending, identical committed sets and material."""
-    with _open(d, "a") as sa, _open(d, "b") as sb:
+    with open_store(d, "a") as sa, open_store(d, "b") as sb:
         assert sa.batches(PREPARED) == [] and sb.batches(PREPARED) == []
         committed_a, committed_b = set(sa.batches(COMMITTED)), set(sb.batches(COMMITTED))
         assert committed_a == committed_b, "a key is ready on one end only"
@@ -172,19 +168,6 @@ def _check_strong(d, reported: dict[str, set[str]]) -> None:
             for r in sa.batch_keys(bid):
                 assert sb.record(r.key_id).state == READY
                 assert sa.material(r.key_id) == sb.material(r.key_id)
-
-
-def _clean_recovery(d, pa, pb) -> None:
-    async def alice(ch):
-        with _open(d, "a") as s:
-            await recover_coordinator(ch, s)
-        await ch.close()
-
-    async def bob(ch):
-        with _open(d, "b") as s:
-            await recover_participant(ch, s)
-
-    run(pa, pb, alice, bob)
 
 
 def _campaign(tmp_path, trials: int, seed: int) -> dict[str, int]:
@@ -234,11 +217,11 @@ def _campaign(tmp_path, trials: int, seed: int) -> dict[str, int]:
         outcomes["crashed" if killed else "clean"] += 1
         _check_weak(d, reported)
         if trial % 5 == 4:
-            _clean_recovery(d, pa, pb)
+            recover_both(d, pa, pb)
             _check_strong(d, reported)
-    _clean_recovery(d, pa, pb)
+    recover_both(d, pa, pb)
     _check_strong(d, reported)
-    with _open(d, "a") as sa:
+    with open_store(d, "a") as sa:
         outcomes["committed"] = len(sa.batches(COMMITTED))
         outcomes["aborted"] = len(sa.batches(ABORTED))
     return outcomes

@@ -53,8 +53,11 @@ def test_get_needs_hex_and_warns(filled, capsys):
 
 def test_clear_errors(filled, tmp_path, capsys):
     store, keys = filled
-    assert main(["keys", "list", "--store", str(tmp_path / "missing.db")]) == 1
-    assert "key store not found" in capsys.readouterr().err
+    for cmd in (["list"], ["get", "--id", keys[0][0], "--hex"]):  # bad input: exit 2
+        assert main(["keys", *cmd, "--store", str(tmp_path / "missing.db")]) == 2
+        err = capsys.readouterr().err
+        assert "key store not found" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
     create_device_key(tmp_path / "other.key")
     assert main(["keys", "get", "--store", str(store), "--id", keys[0][0], "--hex",
                  "--device-key", str(tmp_path / "other.key")]) == 1

@@ -7,8 +7,9 @@
                                                            (PIN from $CVQKD_PKCS11_PIN)
 
 `keys get` prints secret key material, so it demands the explicit --hex flag and warns on
-stderr; it does not change the key's state. Store problems (missing store, wrong device key,
-corrupted row) are reported in one line with exit status 1.
+stderr; it does not change the key's state. A store path that does not exist is bad input (one
+line, exit status 2); problems of an existing store (wrong device key, corrupted row, unknown key
+ID) are reported in one line with exit status 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from controller.cli import UsageError
 from controller.keystore import STATES, KeyStore, KeyStoreError, default_device_key_path
@@ -69,7 +71,16 @@ def _fail(exc: KeyStoreError) -> int:
     return 1
 
 
+def _existing_store(path: str) -> str:
+    """The --store path; a missing one is a usage error (exit 2), not a store failure."""
+    if not Path(path).is_file():
+        raise UsageError(f"--store {path}: key store not found (create one with `cvqkd setup "
+                         "store --store PATH`)")
+    return path
+
+
 def _list(args: argparse.Namespace) -> int:
+    _existing_store(args.store)
     try:
         with KeyStore.open(args.store) as store:
             records = store.list_keys(args.state)
@@ -92,6 +103,7 @@ def _list(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     if not args.hex:
         raise UsageError("`keys get` prints secret key material; pass --hex to confirm")
+    _existing_store(args.store)
     try:
         aead = token_aead(args)
         device_key = None if aead else args.device_key or default_device_key_path(args.store)

@@ -22,6 +22,7 @@ from fpga_bindings.regmap import RegisterIO, default_map
 
 _MAP = default_map()
 POLL_S = 1e-4  # status polling interval, s
+STAGE_SAMPLES = 1 << 22  # waveform samples per MM2S transfer through the staging buffer (16 MiB)
 
 
 class OverlayError(RuntimeError):
@@ -237,7 +238,9 @@ class DacPlayer(pynq.DefaultIP):
         return self.io.get("CAPACITY")
 
     def load(self, iq: np.ndarray, timeout_s: float = 2.0) -> None:
-        """Load a waveform: int16 (n, 2) = (I, Q) at the player rate, n <= CAPACITY."""
+        """Load a waveform: int16 (n, 2) = (I, Q) at the player rate, n <= CAPACITY. Long
+        waveforms go in MM2S transfers of STAGE_SAMPLES through one staging buffer (within the
+        DMA's maximum transfer); `timeout_s` applies to each transfer."""
         iq = np.asarray(iq)
         if iq.dtype != np.int16 or iq.ndim != 2 or iq.shape[1] != 2 or not len(iq):
             raise ValueError(f"waveform must be int16 of shape (n, 2), got {iq.dtype}{iq.shape}")
@@ -248,11 +251,14 @@ class DacPlayer(pynq.DefaultIP):
             raise OverlayError("dac_player has no DMA attached")
         self.io.pulse("COMMAND", "CLEAR")
         self.io.clear("ERRORS")
-        with pynq.allocate(iq.shape, np.int16, target=self.device) as buf:
-            buf[:] = iq
-            _check_dma(self.dma, "MM2S", "waveform load")
-            self.dma.sendchannel.transfer(buf)
-            _wait_dma(self.dma, "MM2S", time.monotonic() + timeout_s, "waveform load")
+        step = min(len(iq), STAGE_SAMPLES, self.dma.buffer_max_size // 16 * 4)
+        with pynq.allocate((step, 2), np.int16, target=self.device) as buf:
+            for b in range(0, len(iq), step):
+                piece = iq[b:b + step]
+                buf[:len(piece)] = piece
+                _check_dma(self.dma, "MM2S", "waveform load")
+                self.dma.sendchannel.transfer(buf, nbytes=piece.nbytes)
+                _wait_dma(self.dma, "MM2S", time.monotonic() + timeout_s, "waveform load")
         loaded = self.io.get("LOADED")
         if loaded != len(iq) or self.io.get("ERRORS", "OVERRUN"):
             raise PlayerError(f"waveform load: player holds {loaded} of {len(iq)} samples")
@@ -325,8 +331,10 @@ class AdcCapture(pynq.DefaultIP):
         return round(nco_hz / f_adc * 2**bits) % (1 << bits)
 
     def arm(self, n: int, *, mode: str = "DDC", nco_hz: float = 0.0,
-            decimation: int | None = None, trigger: str = "SOFTWARE", out: Any = None) -> None:
-        """Program the DMA and the capture and arm it; `wait()` collects the result."""
+            decimation: int | None = None, trigger: str = "SOFTWARE", delay_s: float = 0.0,
+            out: Any = None) -> None:
+        """Program the DMA and the capture and arm it; `wait()` collects the result.
+        `delay_s`: from the trigger to the first sample (TRIG_DELAY, whole ADC samples)."""
         prof = self._need_profile()
         if self.dma is None:
             raise OverlayError("adc_capture has no DMA attached")
@@ -338,6 +346,13 @@ class AdcCapture(pynq.DefaultIP):
         if mode == "DDC":
             prof.check_decimation(dec)
         shape = (n, 2) if mode == "DDC" else (n,)
+        nbytes = 2 * int(np.prod(shape))
+        if nbytes > self.dma.buffer_max_size:
+            raise ValueError(f"capture of {n} samples ({nbytes} bytes) exceeds the S2MM DMA's "
+                             f"largest transfer ({self.dma.buffer_max_size} bytes)")
+        delay = round(delay_s * prof.default_adc_sps)
+        if not 0 <= delay < 1 << self.io.block.register("TRIG_DELAY").field("VALUE").width:
+            raise ValueError(f"trigger delay {delay_s} s outside the TRIG_DELAY range")
         if out is None:
             out = pynq.allocate(shape, np.int16, target=self.device)
         elif out.shape != shape or out.dtype != np.int16:
@@ -348,6 +363,7 @@ class AdcCapture(pynq.DefaultIP):
         self.io.set("N_SAMPLES", VALUE=n)
         self.io.set("DECIMATION", VALUE=dec)
         self.io.set("NCO_FTW", VALUE=ftw)
+        self.io.set("TRIG_DELAY", VALUE=delay)
         _check_dma(self.dma, "S2MM", "capture")
         self.dma.recvchannel.transfer(out)
         self.io.pulse("COMMAND", "ARM")
@@ -359,7 +375,8 @@ class AdcCapture(pynq.DefaultIP):
         bits = self.io.block.register("NCO_FTW").field("VALUE").width
         signed = ftw - (1 << bits) if ftw >= 1 << (bits - 1) else ftw
         self._pending = {"out": out, "n": n, "rate": rate,
-                         "nco": signed * prof.default_adc_sps / 2**bits}
+                         "nco": signed * prof.default_adc_sps / 2**bits,
+                         "delay_s": delay / prof.default_adc_sps}
 
     def trigger(self) -> None:
         self.io.pulse("COMMAND", "TRIGGER")
@@ -370,7 +387,7 @@ class AdcCapture(pynq.DefaultIP):
             raise CaptureError("no capture armed")
         p, self._pending = self._pending, None
         if timeout_s is None:
-            timeout_s = 1.0 + 4 * p["n"] / p["rate"]
+            timeout_s = 1.0 + 4 * p["n"] / p["rate"] + p["delay_s"]
         deadline = time.monotonic() + timeout_s
         try:
             while True:

@@ -118,7 +118,7 @@ class DacPlayerModel(RegisterBlock):
 
     def reset(self) -> None:
         super().reset()
-        self._wave = np.zeros((self.hw_get("CAPACITY"), 2), dtype=np.int16)
+        self._wave = np.zeros((0, 2), dtype=np.int16)  # grows as loaded, up to CAPACITY
         self._pending = b""  # partial 32-bit beat from the stream
         self._length = 0
         self._position = 0.0  # samples played since START (cyclic mode)
@@ -126,12 +126,19 @@ class DacPlayerModel(RegisterBlock):
 
     def stream_in(self, data: np.ndarray, last: bool) -> None:
         """S_AXIS_WAVE: bytes from the MM2S DMA, one int16 (I, Q) pair per 32-bit beat."""
-        raw = self._pending + data.tobytes()
-        usable = len(raw) // 4 * 4
-        self._pending = b"" if last else raw[usable:]
-        iq = np.frombuffer(raw[:usable], dtype="<i2").reshape(-1, 2)
-        loaded, cap = self.hw_get("LOADED"), len(self._wave)
+        if self._pending or data.size % 4:
+            raw = np.frombuffer(self._pending + data.tobytes(), np.uint8)
+        else:  # whole beats: no copy
+            raw = data
+        usable = raw.size // 4 * 4
+        self._pending = b"" if last else raw[usable:].tobytes()
+        iq = raw[:usable].view("<i2").reshape(-1, 2)
+        loaded, cap = self.hw_get("LOADED"), self.hw_get("CAPACITY")
         take = min(len(iq), cap - loaded)
+        if loaded + take > len(self._wave):  # the model's memory grows with the waveform
+            grown = np.empty((min(cap, max(loaded + take, 2 * len(self._wave))), 2), np.int16)
+            grown[:loaded] = self._wave[:loaded]
+            self._wave = grown
         self._wave[loaded:loaded + take] = iq[:take]
         self.hw_set("LOADED", VALUE=loaded + take)
         self.hw_latch("ERRORS", OVERRUN=take < len(iq))
@@ -152,15 +159,17 @@ class DacPlayerModel(RegisterBlock):
 
     def _play(self) -> None:
         length, loaded = self.hw_get("LENGTH"), self.hw_get("LOADED")
-        cap = len(self._wave)
         if length == 0 or length > loaded:
             self.hw_latch("ERRORS", UNDERFLOW=True)
-        length = max(1, min(length, cap))
-        wave = np.zeros((length, 2), dtype=np.int32)
-        n = min(length, loaded)
-        wave[:n] = self._wave[:n]
+        length = max(1, min(length, self.hw_get("CAPACITY")))
         gain = self.hw_get("GAIN")  # Q2.14
-        wave = np.clip((wave * gain + (1 << 13)) >> 14, -32768, 32767).astype(np.int16)
+        if gain == 1 << 14 and length <= loaded:  # unity gain: the samples as loaded
+            wave = self._wave[:length]
+        else:
+            wave = np.zeros((length, 2), dtype=np.int32)
+            n = min(length, loaded)
+            wave[:n] = self._wave[:n]
+            wave = np.clip((wave * gain + (1 << 13)) >> 14, -32768, 32767).astype(np.int16)
         cyclic = bool(self.hw_get("CTRL", "CYCLIC"))
         self.physics.load_dac(wave, cyclic=cyclic)
         self._length, self._position = length, 0.0
@@ -189,6 +198,7 @@ class AdcCaptureModel(RegisterBlock):
         self.physics, self.dma, self.profile, self.chunk = physics, dma, profile, chunk
         self.elapsed = elapsed
         self._settings: AdcSettings | None = None
+        self._delay = 0  # TRIG_DELAY latched by ARM, ADC samples
         super().__init__(block)
 
     @property
@@ -219,6 +229,7 @@ class AdcCaptureModel(RegisterBlock):
             n_samples=n, mode=mode,
             nco_hz=ftw_to_hz(self.hw_get("NCO_FTW"), self.f_adc),
             decimation=dec if mode is AdcMode.DDC else 1)
+        self._delay = self.hw_get("TRIG_DELAY")
         self.hw_set("STATUS", ARMED=1, BUSY=0, DONE=0)
         self.hw_set("SAMPLES_DONE", VALUE=0)
         self.hw_set("CLIP_COUNT", VALUE=0)
@@ -236,6 +247,9 @@ class AdcCaptureModel(RegisterBlock):
             return
         n, done = settings.n_samples, 0
         shape = (2,) if settings.mode is AdcMode.DDC else ()
+        delay_s = self._delay / self.f_adc
+        if delay_s:  # TRIG_DELAY: model time passes between the trigger and the capture
+            self.physics.advance(delay_s)
         samples = self.physics.capture(settings, chunk=self.chunk)
         try:
             for chunk in samples:
@@ -256,7 +270,7 @@ class AdcCaptureModel(RegisterBlock):
             if close is not None:
                 close()
         st = self.physics.status()
-        ts = st.trigger_sample & ((1 << 64) - 1)
+        ts = (st.trigger_sample - self._delay) & ((1 << 64) - 1)  # the trigger, not the start
         self.hw_set("TRIG_TS_LO", VALUE=ts & U32)
         self.hw_set("TRIG_TS_HI", VALUE=ts >> 32)
         self.hw_set("CLIP_COUNT", VALUE=min(U32, st.clip_count))
@@ -265,4 +279,4 @@ class AdcCaptureModel(RegisterBlock):
         if done == n:
             self.hw_set("CAPTURE_COUNT", VALUE=(self.hw_get("CAPTURE_COUNT") + 1) & U32)
         if self.elapsed is not None:
-            self.elapsed(n * settings.decimation / self.f_adc)
+            self.elapsed(delay_s + n * settings.decimation / self.f_adc)

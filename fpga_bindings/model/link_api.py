@@ -75,6 +75,9 @@ class LinkPhysics(Protocol):
 
     def status(self) -> LinkStatus: ...
 
+    def advance(self, seconds: float) -> None:
+        """Let model time pass without a capture (the capture's TRIG_DELAY), seconds."""
+
     def inject(self, fault: str, **params: float) -> None:
         """Inject a fault at run time: 'lo_unlock', 'fibre_cut', 'excess_noise_spike',
         'saturation' (others are register-level, e.g. DMA stall). Parameters are documented

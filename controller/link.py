@@ -103,16 +103,18 @@ def count_ready(path: Path) -> int:
         return len(store.list_keys(READY))
 
 
-async def alice_session(ctx: EndContext, qc: Transmitter, frames: int,
-                        done: Callable[[], Awaitable[None]] | None = None) -> LinkAbort | None:
-    """Alice's whole session on an accepted channel: commit recovery, pool refill, the frames,
-    close. Returns the session abort (None when it ended normally); `done` runs at the end
-    either way (e.g. closing the fibre)."""
+async def alice_session(ctx: EndContext, qc: Transmitter, frames: int | None,
+                        done: Callable[[], Awaitable[None]] | None = None,
+                        duration_s: float | None = None) -> LinkAbort | None:
+    """Alice's whole session on an accepted channel: commit recovery, pool refill, the frames
+    (`frames` of them, or as many as start within `duration_s` seconds of wall time: see
+    run_alice), close. Returns the session abort (None when it ended normally); `done` runs at
+    the end either way (e.g. closing the fibre)."""
     try:
         with ctx.timer.stage("setup"):
             await recover_coordinator(ctx.channel, ctx.store)
             refill_pool(ctx.pool, ctx.store)
-        await run_alice(ctx, qc, frames)
+        await run_alice(ctx, qc, frames, duration_s)
         await ctx.channel.close()
         return None
     except (chan.ChannelError, LinkAbort, *MALFORMED) as exc:
@@ -165,13 +167,17 @@ def finish_report(report: LinkReport, aborts: dict[str, LinkAbort], t0: float,
         progress(f"session aborted: {first}")
 
 
-async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
+async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int | None, *,
+                   duration_s: float | None = None,
                    progress: Callable[[str], None] = lambda s: None,
                    faults: dict[int, tuple[str, dict[str, float]]] | None = None,
-                   psk_mismatch: bool = False) -> LinkReport:
-    """Run `frames` frames; returns the report (session aborts are recorded, not raised).
+                   psk_mismatch: bool = False, bob_cfg: LinkConfig | None = None) -> LinkReport:
+    """Run `frames` frames, or frames for `duration_s` seconds of wall time (the frames in
+    progress then complete and the block closes); returns the report (session aborts are
+    recorded, not raised).
     `faults` go to the simulated quantum channel; `psk_mismatch` (tests) gives Bob a pool
-    from another PSK, so authentication must fail."""
+    from another PSK, so authentication must fail; `bob_cfg` (tests) gives Bob his own
+    settings (the model and Alice keep `cfg`)."""
     report = LinkReport(store_alice=str(wd.store_alice), store_bob=str(wd.store_bob),
                         symbol_rate_hz=cfg.modulation.symbol_rate_hz)
     qc = SimQuantumChannel(cfg, faults)
@@ -201,7 +207,7 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
         ctx = EndContext(cfg, channel, store_a, pool_a, timers["alice"],
                          lambda s: progress(f"alice: {s}"), "bob")
         try:
-            abort = await alice_session(ctx, qc, frames)
+            abort = await alice_session(ctx, qc, frames, duration_s=duration_s)
             if abort is not None:
                 aborts["alice"] = abort
         finally:
@@ -211,8 +217,8 @@ async def run_link(cfg: LinkConfig, wd: WorkDir, frames: int, *,
     port = server.sockets[0].getsockname()[1]
     try:
         abort = await bob_session(
-            cfg, lambda: chan.connect(host, port, pool_b, timeout=timeout), store_b, pool_b,
-            qc, report, timers["bob"], lambda s: progress(f"bob: {s}"))
+            bob_cfg or cfg, lambda: chan.connect(host, port, pool_b, timeout=timeout), store_b,
+            pool_b, qc, report, timers["bob"], lambda s: progress(f"bob: {s}"))
         if abort is not None:
             aborts["bob"] = abort
             set_done()

@@ -1,6 +1,9 @@
 """Alice, the transmitter: draws secret Gaussian symbols (ChaCha20 keyed from the OS CSPRNG),
 emits the frame, discloses the PE subset, decodes Bob's reverse reconciliation, sends the
 verification tag, recomputes Bob's privacy-amplification length and coordinates the commit.
+
+Frames are pipelined two deep: Alice decodes frame f-1 on worker threads while Bob captures,
+processes and encodes frame f (frame f's PARAMS and ESTIMATION go before frame f-1's VERIFY).
 Messages and their order: docs/protocol.md."""
 
 from __future__ import annotations
@@ -8,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,23 +24,28 @@ from controller.link_protocol import (
     VERIFY_TAG_BITS,
     AbortReason,
     LinkAbort,
+    PeMoments,
     adapt,
     check_estimate,
     codeword_tags,
     config_digest,
-    estimate,
+    estimate_moments,
     key_reals,
     pe_indices,
     verify_keys_needed,
 )
 from controller.link_quantum import Emission, Transmitter
+from controller.link_report import StageTimer
 from dsp.transmitter import TxConfig, build_frame
 from reconcile import mdr, rate_adapt
-from reconcile.ldpc_decoder import decoder_for
+from reconcile.ldpc_decoder import DecodeResult, decoder_for
+from reconcile.rate_adapt import Adaptation
 
 # Decoder threads: each takes groups of 8 codewords (one SIMD vector); the results do not
 # depend on the count. Two: the cores of the target machine.
 DECODER_THREADS = min(2, os.cpu_count() or 1)
+
+clock = time.monotonic  # the wall clock of a run's duration, seconds (tests replace it)
 
 
 def tx_config(ctx: EndContext, qc: Transmitter) -> TxConfig:
@@ -43,43 +54,115 @@ def tx_config(ctx: EndContext, qc: Transmitter) -> TxConfig:
                     dac_bits=qc.dac_bits)
 
 
-async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int) -> None:
+@dataclass
+class Disclosed:
+    """A frame whose PE subset Alice has disclosed (ESTIMATION sent), Bob's answer pending."""
+
+    frame: int
+    symbols: np.ndarray  # Alice's data symbols, complex SNU (SECRET)
+    idx: np.ndarray  # PE indices
+    x_pe: np.ndarray
+
+
+@dataclass
+class Decoding:
+    """A frame whose syndromes Alice holds; decoded on worker threads (`start`) while Bob
+    works on the next frame."""
+
+    frame: int
+    n: int  # data symbols of the frame
+    pe: PeMoments
+    v_el: float
+    ad: Adaptation
+    n_cw: int
+    job: Callable[[], DecodeResult] | None  # LLRs + decoder (dropped once started)
+    result: asyncio.Task[DecodeResult] | None = None
+
+    def start(self, timer: StageTimer) -> None:
+        job, self.job = self.job, None
+        assert job is not None
+
+        async def run() -> DecodeResult:
+            with timer.stage("reconciliation"):
+                return await asyncio.to_thread(job)
+
+        self.result = asyncio.ensure_future(run())
+
+
+async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int | None,
+                    duration_s: float | None = None) -> None:
+    """Run frames until `n_frames` were sent (None: no limit) or `duration_s` seconds of wall
+    time have passed since the first frame started (None: no limit); at least one frame.
+    The frames in progress then complete and the open block is closed."""
     cfg, ch, timer = ctx.cfg, ctx.channel, ctx.timer
+    if n_frames is None and duration_s is None:
+        raise ValueError("run_alice needs a frame count or a duration")
     await ch.send(MsgType.PARAMS, {"config": config_digest(cfg)})
     if (await ch.recv(MsgType.PARAMS)).fields.get("ok") != 1:
         raise LinkAbort(AbortReason.CONFIG_MISMATCH)
     tx = tx_config(ctx, qc)
     n = cfg.protocol.frame_symbols
     block = BlockState()
+    t0 = clock()
+
+    def more(f: int) -> bool:
+        if f == 0:
+            return True
+        if n_frames is not None and f >= n_frames:
+            return False
+        return duration_s is None or clock() - t0 < duration_s
 
     def synthesise(f: int) -> asyncio.Future:
         """Frame f's waveform on a worker thread (its ChaCha20 key drawn now from the OS
-        CSPRNG), so that it overlaps the reconciliation of the frame before."""
+        CSPRNG), so that it overlaps the reconciliation of the frames before."""
         return asyncio.ensure_future(asyncio.to_thread(build_frame, tx, n, os.urandom(32), f))
 
-    pending = synthesise(0) if n_frames > 0 else None
+    decoding: Decoding | None = None
+    pending = synthesise(0)
+    f = 0
     try:
-        for f in range(n_frames):
-            last = f == n_frames - 1
+        while more(f):
             with timer.stage("emit_capture"):
                 frame = await pending
-            pending = None if last else synthesise(f + 1)
+            # synthesised ahead; never sent (its key never used) if the run stops first
+            pending = synthesise(f + 1) if n_frames is None or f + 1 < n_frames else None
             timing = await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"],
                                             frame.meta))
-            await ch.send(MsgType.PARAMS, {"frame": f, "last": int(last),
-                                           "tx_meta": json.dumps({**frame.meta, **timing})})
+            await ch.send(MsgType.PARAMS, {"frame": f, "tx_meta": json.dumps(
+                {**frame.meta, **timing})})
             symbols = frame.symbols
             del frame
+            if decoding is not None:
+                decoding.start(timer)
             sift = await ch.recv(MsgType.SIFT)
             _check_frame(sift.fields, f)
+            disclosed = None
             if sift.fields.get("status") == "ok":
-                await _frame(ctx, block, f, symbols, sift.fields["nonce_b"])
+                disclosed = await _disclose(ctx, f, symbols, sift.fields["nonce_b"])
+            else:
+                block.seen += 1  # aborted by Bob (capture checks)
             del symbols
-            if last or block.n_total >= cfg.protocol.block_symbols:
-                await _end_block(ctx, block)
-    finally:
-        if pending is not None:  # aborted: the frame being synthesised is never sent
-            pending.cancel()
+            if decoding is not None:
+                await _send_verify(ctx, decoding)
+            nxt = await _receive_syndromes(ctx, block, disclosed) if disclosed else None
+            del disclosed
+            if decoding is not None:
+                await _finish_frame(ctx, block, decoding)
+                if block.n_total >= cfg.protocol.block_symbols:
+                    await _end_block(ctx, block)
+            decoding = nxt
+            f += 1
+        await ch.send(MsgType.PARAMS, {"end": 1, "frames": f})
+        if decoding is not None:
+            decoding.start(timer)
+            await _send_verify(ctx, decoding)
+            await _finish_frame(ctx, block, decoding)
+        if block.seen or block.index == 0:
+            await _end_block(ctx, block)
+    finally:  # aborted or done: the frame synthesised ahead is never sent
+        for job in (pending, decoding.result if decoding is not None else None):
+            if job is not None:
+                job.cancel()
     await ch.send(MsgType.PARAMS, {"done": 1})
 
 
@@ -89,34 +172,44 @@ def _check_frame(fields: dict, f: int) -> None:
                         f"expected {f}")
 
 
-async def _frame(ctx: EndContext, block: BlockState, f: int, symbols: np.ndarray,
-                 nonce_b: bytes) -> None:
-    cfg, ch, timer = ctx.cfg, ctx.channel, ctx.timer
-    n = symbols.size
+async def _disclose(ctx: EndContext, f: int, symbols: np.ndarray, nonce_b: bytes) -> Disclosed:
+    """Draw Alice's nonce, fix the PE subset with Bob's and send its x values."""
     nonce_a = os.urandom(NONCE_BYTES)
-    idx = pe_indices(nonce_a, nonce_b, n, cfg.protocol.pe_fraction)
+    idx = pe_indices(nonce_a, nonce_b, symbols.size, ctx.cfg.protocol.pe_fraction)
     x_pe = symbols[idx]
-    await ch.send(MsgType.ESTIMATION, {"frame": f, "nonce_a": nonce_a, "x_pe": x_pe})
+    await ctx.channel.send(MsgType.ESTIMATION, {"frame": f, "nonce_a": nonce_a, "x_pe": x_pe})
+    return Disclosed(f, symbols, idx, x_pe)
+
+
+async def _receive_syndromes(ctx: EndContext, block: BlockState,
+                             d: Disclosed) -> Decoding | None:
+    """Bob's ESTIMATION and SYNDROME of a disclosed frame -> its decoding job (not started),
+    or None if Bob aborted the frame."""
+    cfg, ch, timer, f = ctx.cfg, ctx.channel, ctx.timer, d.frame
     msg = await ch.recv(MsgType.ESTIMATION)
     _check_frame(msg.fields, f)
     if msg.fields.get("status") != "ok":
-        return
+        block.seen += 1
+        return None
     y_pe = np.asarray(msg.fields["y_pe"], dtype=np.complex128)
     v_el = float(msg.fields["v_el"])
-    if y_pe.shape != idx.shape:
+    if y_pe.shape != d.idx.shape:
         raise LinkAbort(AbortReason.PEER_LOST, "PE values of the wrong size")
     with timer.stage("estimation"):
-        est = estimate(cfg, x_pe, y_pe, v_el)
+        pe = PeMoments.of(d.x_pe, y_pe)
+        est = estimate_moments(cfg, pe, v_el)
         try:  # Bob has passed the same checks on the same numbers
             check_estimate(cfg, est)
             ad = adapt(cfg, est)
         except LinkAbort as exc:
             raise LinkAbort(AbortReason.PEER_LOST, f"peer accepted a frame this end rejects "
                                                    f"({exc})") from None
+    n = d.symbols.size
     mask = np.unpackbits(msg.fields["mask"], count=n).astype(bool)
-    mask[idx] = False
-    x = key_reals(symbols, np.flatnonzero(mask)) * est.t  # Bob's y = t x + z
-    code, carried, d = ad.code, ad.transmitted.size, cfg.protocol.mdr_dimension
+    mask[d.idx] = False
+    x = key_reals(d.symbols, np.flatnonzero(mask)) * est.t  # Bob's y = t x + z
+    del mask
+    code, carried, dim = ad.code, ad.transmitted.size, cfg.protocol.mdr_dimension
     syn = await ch.recv(MsgType.SYNDROME)
     _check_frame(syn.fields, f)
     n_cw = int(syn.fields["codewords"])
@@ -124,47 +217,66 @@ async def _frame(ctx: EndContext, block: BlockState, f: int, symbols: np.ndarray
     norms = np.asarray(syn.fields["norms"], dtype=np.float64)
     syndrome = np.unpackbits(syn.fields["syndrome"], axis=1, count=code.m)
     if n_cw != x.size // carried or alpha.size != n_cw * carried or \
-            norms.size != n_cw * carried // d or syndrome.shape != (n_cw, code.m):
+            norms.size != n_cw * carried // dim or syndrome.shape != (n_cw, code.m):
         raise LinkAbort(AbortReason.PEER_LOST, "reconciliation message of the wrong size")
-    with timer.stage("reconciliation"):
+    return Decoding(f, n, pe, v_el, ad, n_cw,
+                    _decode_job(ctx, ad, x, alpha, norms, syndrome, est.sigma2, n_cw))
+
+
+def _decode_job(ctx: EndContext, ad: Adaptation, x: np.ndarray, alpha: np.ndarray,
+                norms: np.ndarray, syndrome: np.ndarray, sigma2: float,
+                n_cw: int) -> Callable[[], DecodeResult]:
+    """The thread body: MDR LLRs of every codeword, then the LDPC decoder."""
+    code, carried, d = ad.code, ad.transmitted.size, ctx.cfg.protocol.mdr_dimension
+    iters = ctx.cfg.protocol.decoder_iterations
+
+    def job() -> DecodeResult:
         llr = np.empty((n_cw, code.n), np.float32)
         for i in range(n_cw):
             s = slice(i * carried, (i + 1) * carried)
             t = mdr.alice_llr(x[s], alpha[s], norms[i * carried // d:(i + 1) * carried // d],
-                              d, est.sigma2)
+                              d, sigma2)
             llr[i] = rate_adapt.alice_llr(ad, t)
-        del x
-        res = await asyncio.to_thread(decoder_for(code).decode, llr, syndrome,
-                                      cfg.protocol.decoder_iterations, DECODER_THREADS)
-        del llr
-    ctx.progress(f"frame {f}: decoded {int(res.converged.sum())}/{n_cw} codewords, "
-                 f"{float(res.iterations.mean()) if n_cw else 0:.1f} iterations on average")
-    free = np.ones(code.n, bool)
-    free[code.shortened] = False
-    with timer.stage("verification"):
-        await ch.send(MsgType.VERIFY, lambda keys: {
-            "frame": f, "converged": np.packbits(res.converged.astype(np.uint8)),
+        return decoder_for(code).decode(llr, syndrome, iters, DECODER_THREADS)
+
+    return job
+
+
+async def _send_verify(ctx: EndContext, dec: Decoding) -> None:
+    """Wait for the decoder, then send the frame's VERIFY (converged mask and tags)."""
+    assert dec.result is not None
+    res = await dec.result
+    ctx.progress(f"frame {dec.frame}: decoded {int(res.converged.sum())}/{dec.n_cw} codewords, "
+                 f"{float(res.iterations.mean()) if dec.n_cw else 0:.1f} iterations on average")
+    free = _free(dec.ad)
+    with ctx.timer.stage("verification"):
+        await ctx.channel.send(MsgType.VERIFY, lambda keys: {
+            "frame": dec.frame, "converged": np.packbits(res.converged.astype(np.uint8)),
             "tags": codeword_tags(keys, res.bits[:, free], res.converged)},
-            app_keys=verify_keys_needed(n_cw))
-        reply = await ch.recv(MsgType.VERIFY)
-        _check_frame(reply.fields, f)
-        ok_cw = np.unpackbits(reply.fields["ok"], count=n_cw).astype(bool) & res.converged
+            app_keys=verify_keys_needed(dec.n_cw))
+
+
+async def _finish_frame(ctx: EndContext, block: BlockState, dec: Decoding) -> None:
+    """Bob's VERIFY answer: the verified codewords' bits join the block."""
+    assert dec.result is not None
+    res = dec.result.result()
+    with ctx.timer.stage("verification"):
+        reply = await ctx.channel.recv(MsgType.VERIFY)
+        _check_frame(reply.fields, dec.frame)
+        ok_cw = np.unpackbits(reply.fields["ok"], count=dec.n_cw).astype(bool) & res.converged
     block.leak_verify_bits += VERIFY_TAG_BITS * int(res.converged.sum())
-    if not ok_cw.any():
-        return
-    kept = res.bits[ok_cw][:, free].reshape(-1)
+    block.seen += 1
     good = int(ok_cw.sum())
-    block.frames.append(f)
-    block.n_total += n
-    block.pe_x.append(x_pe)
-    block.pe_y.append(y_pe)
-    block.v_el = v_el
-    block.words.append(kept)
-    per_sym = 2 if cfg.modulation.detection == "heterodyne" else 1
-    block.n_decoded += good * carried // per_sym
-    block.net_bits += good * (code.n - code.m - code.shortened.size)
-    block.codewords += n_cw
-    block.failed += n_cw - good
+    if good:
+        block.add_frame(ctx.cfg, dec.frame, dec.n, dec.pe, dec.v_el,
+                        res.bits[ok_cw][:, _free(dec.ad)], good, dec.n_cw, dec.ad)
+
+
+def _free(ad: Adaptation) -> np.ndarray:
+    """Mask of the code's bits that carry key (not shortened)."""
+    free = np.ones(ad.code.n, bool)
+    free[ad.code.shortened] = False
+    return free
 
 
 async def _end_block(ctx: EndContext, block: BlockState) -> None:

@@ -1,12 +1,15 @@
 """Bob, the receiver: captures, runs the DSP, estimates, encodes the reverse reconciliation
 (his random words are the key), verifies, picks the privacy-amplification seed and
-participates in the commit. Messages and their order: docs/protocol.md."""
+participates in the commit. While Alice decodes frame f-1, Bob captures, processes and
+encodes frame f (two frames in flight); frame f-1's VERIFY follows frame f's SYNDROME.
+Messages and their order: docs/protocol.md."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,11 +28,12 @@ from controller.link_protocol import (
     VERIFY_TAG_BITS,
     AbortReason,
     LinkAbort,
+    PeMoments,
     adapt,
     check_estimate,
     check_tags,
     config_digest,
-    estimate,
+    estimate_moments,
     key_reals,
     pe_indices,
 )
@@ -37,6 +41,7 @@ from controller.link_quantum import Capture, ModelReceiver, calibrates_before
 from controller.link_report import FrameRecord, LinkReport
 from dsp.receiver import SyncError, receive
 from reconcile import mdr, privacy_amp, rate_adapt
+from reconcile.rate_adapt import Adaptation
 
 COMMIT_MESSAGES = 11  # pool keys the block's end spends: PA_SEED + two commits (5 each)
 
@@ -58,57 +63,84 @@ async def _reply_abort(ctx: EndContext, msg_type: MsgType, frame: int, abort: Li
                                       "detail": abort.detail[:200], **(extra or {})})
 
 
+@dataclass
+class Encoded:
+    """A frame whose syndromes Bob has sent; his words wait for Alice's VERIFY, which comes
+    after the next frame's PARAMS and ESTIMATION (the pipeline, docs/protocol.md)."""
+
+    rec: FrameRecord
+    pe: PeMoments
+    v_el: float
+    ad: Adaptation
+    words: np.ndarray  # uint8 (codewords, n): Bob's random words (SECRET)
+
+
 async def run_bob(ctx: EndContext, qc: ModelReceiver, report: LinkReport) -> None:
-    cfg, ch, timer = ctx.cfg, ctx.channel, ctx.timer
+    cfg, ch = ctx.cfg, ctx.channel
     msg = await ch.recv(MsgType.PARAMS)
     same = msg.fields.get("config") == config_digest(cfg)
     await ch.send(MsgType.PARAMS, {"ok": int(same)})
     if not same:
         raise LinkAbort(AbortReason.CONFIG_MISMATCH)
     block = BlockState(pool_used_at_start=ctx.pool.stats().used_bits)
-    shot = elec = None
+    cal: list[np.ndarray | None] = [None, None]  # latest (shot-noise, electronic-noise) records
+    waiting: Encoded | None = None
     while True:
         msg = await ch.recv(MsgType.PARAMS)
-        if msg.fields.get("done") == 1:
-            return
-        f = int(msg.fields["frame"])
-        last = msg.fields.get("last") == 1
-        tx_meta = json.loads(str(msg.fields["tx_meta"]))
-        n = int(tx_meta["n_data"])
-        em = await qc.next_emission(f, tx_meta)
-        if calibrates_before(cfg, f):
-            with timer.stage("calibrate"):
-                shot, elec = await asyncio.to_thread(qc.calibrate, qc.capture_samples(em))
-        with timer.stage("emit_capture"):
-            cap = await asyncio.to_thread(qc.capture, em)
-        del em
-        rec = FrameRecord(frame=f, symbols=n, ok=False)
+        if msg.fields.get("end") == 1:
+            break
+        rec, nxt = await _frame(ctx, qc, block, cal, int(msg.fields["frame"]),
+                                json.loads(str(msg.fields["tx_meta"])))
         report.frames.append(rec)
-        ctx.progress(f"frame {f}: captured {cap.iq.shape[0]} samples "
-                     f"({cap.status.clip_count} clipped)")
-        abort = _status_abort(ctx, cap)
-        nonce_b = os.urandom(NONCE_BYTES)
-        if abort is not None:
-            await _reply_abort(ctx, MsgType.SIFT, f, abort)
-            _frame_aborted(ctx, rec, abort)
-        else:
-            await ch.send(MsgType.SIFT, {"frame": f, "status": "ok", "nonce_b": nonce_b})
-            await _frame(ctx, rec, block, cap, shot, elec, tx_meta, nonce_b)
-        if last or block.n_total >= cfg.protocol.block_symbols:
-            await _end_block(ctx, block, report)
+        if waiting is not None:
+            await _verify(ctx, block, waiting)
+            if block.n_total >= cfg.protocol.block_symbols:
+                await _end_block(ctx, block, report)
+        waiting = nxt
+    if waiting is not None:
+        await _verify(ctx, block, waiting)
+    if block.seen or block.index == 0:
+        await _end_block(ctx, block, report)
+    if (await ch.recv(MsgType.PARAMS)).fields.get("done") != 1:
+        raise LinkAbort(AbortReason.PEER_LOST, "no end of session after the last block")
 
 
-def _frame_aborted(ctx: EndContext, rec: FrameRecord, abort: LinkAbort) -> None:
+def _frame_aborted(ctx: EndContext, block: BlockState, rec: FrameRecord,
+                   abort: LinkAbort) -> None:
     rec.reason, rec.detail = abort.reason.value, abort.detail
+    block.seen += 1
     ctx.progress(f"frame {rec.frame}: aborted: {abort}")
 
 
-async def _frame(ctx: EndContext, rec: FrameRecord, block: BlockState, cap: Capture,
-                 shot: np.ndarray | None, elec: np.ndarray | None, tx_meta: dict,
-                 nonce_b: bytes) -> None:
-    cfg, ch, timer, f = ctx.cfg, ctx.channel, ctx.timer, rec.frame
-    n = rec.symbols
+async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
+                 cal: list[np.ndarray | None], f: int,
+                 tx_meta: dict) -> tuple[FrameRecord, Encoded | None]:
+    """Frame f up to its SYNDROME: calibration (on schedule), capture and its checks (SIFT),
+    DSP and estimation (ESTIMATION), MDR encoding. None instead of the encoded frame when
+    the frame aborted (reported in-band)."""
+    cfg, ch, timer = ctx.cfg, ctx.channel, ctx.timer
+    n = int(tx_meta["n_data"])
+    rec = FrameRecord(frame=f, symbols=n, ok=False)
+    em = await qc.next_emission(f, tx_meta)
+    if calibrates_before(cfg, f):
+        with timer.stage("calibrate"):
+            cal[:] = await asyncio.to_thread(qc.calibrate, qc.capture_samples(em))
+    with timer.stage("emit_capture"):
+        cap = await asyncio.to_thread(qc.capture, em)
+    del em
+    ctx.progress(f"frame {f}: captured {cap.iq.shape[0]} samples "
+                 f"({cap.status.clip_count} clipped)")
+    abort = _status_abort(ctx, cap)
+    nonce_b = os.urandom(NONCE_BYTES)
+    if abort is not None:
+        await _reply_abort(ctx, MsgType.SIFT, f, abort)
+        _frame_aborted(ctx, block, rec, abort)
+        return rec, None
+    await ch.send(MsgType.SIFT, {"frame": f, "status": "ok", "nonce_b": nonce_b})
     msg = await ch.recv(MsgType.ESTIMATION)
+    if msg.fields.get("frame") != f:
+        raise LinkAbort(AbortReason.PEER_LOST, f"ESTIMATION for frame {msg.fields.get('frame')}"
+                        f", expected {f}")
     idx = pe_indices(msg.fields["nonce_a"], nonce_b, n, cfg.protocol.pe_fraction)
     x_pe = np.asarray(msg.fields["x_pe"], dtype=np.complex128)
     if x_pe.shape != idx.shape:
@@ -116,7 +148,7 @@ async def _frame(ctx: EndContext, rec: FrameRecord, block: BlockState, cap: Capt
     try:
         with timer.stage("dsp"):
             res = await asyncio.to_thread(
-                receive, cap.iq, tx_meta, cap.capture_rate_hz, idx, x_pe, shot, elec,
+                receive, cap.iq, tx_meta, cap.capture_rate_hz, idx, x_pe, cal[0], cal[1],
                 eta=cfg.physics.eta, detection=cfg.modulation.detection, nco_hz=cap.nco_hz,
                 if_hz=cap.if_hz)
         del cap
@@ -126,7 +158,8 @@ async def _frame(ctx: EndContext, rec: FrameRecord, block: BlockState, cap: Capt
         if not np.all(res.mask[idx]):
             raise LinkAbort(AbortReason.SYNC_FAILURE, "PE symbols not recovered")
         with timer.stage("estimation"):
-            est = estimate(cfg, x_pe, y_pe, v_el)
+            pe = PeMoments.of(x_pe, y_pe)
+            est = estimate_moments(cfg, pe, v_el)
             rec.xi, rec.xi_max, rec.snr = est.excess_noise, est.excess_noise_max, est.snr
             check_estimate(cfg, est)
             ad = adapt(cfg, est)
@@ -138,8 +171,8 @@ async def _frame(ctx: EndContext, rec: FrameRecord, block: BlockState, cap: Capt
         abort = None
     if abort is not None:
         await _reply_abort(ctx, MsgType.ESTIMATION, f, abort)
-        _frame_aborted(ctx, rec, abort)
-        return
+        _frame_aborted(ctx, block, rec, abort)
+        return rec, None
     mask = res.mask.copy()
     await ch.send(MsgType.ESTIMATION, {"frame": f, "status": "ok", "y_pe": y_pe, "v_el": v_el,
                                        "mask": np.packbits(mask)})
@@ -148,55 +181,69 @@ async def _frame(ctx: EndContext, rec: FrameRecord, block: BlockState, cap: Capt
     # reverse reconciliation: Bob's random words are the key
     mask[idx] = False
     y = key_reals(res.symbols, np.flatnonzero(mask))
-    del res
-    code, carried, d = ad.code, ad.transmitted.size, cfg.protocol.mdr_dimension
-    n_cw = y.size // carried
-    rec.code_rate, rec.codewords = ad.rate, n_cw
-    free = np.ones(code.n, bool)
-    free[code.shortened] = False
+    del res, mask
     with timer.stage("reconciliation"):
-        words = np.stack([rate_adapt.bob_word(ad, mdr.random_bits(int(free.sum())))
-                          for _ in range(n_cw)]) if n_cw else np.zeros((0, code.n), np.uint8)
-        alpha = np.empty(n_cw * carried)
-        norms = np.empty(n_cw * carried // d)
-        for i in range(n_cw):
-            a, nr = mdr.bob_encode(y[i * carried:(i + 1) * carried], words[i, ad.transmitted], d)
-            alpha[i * carried:(i + 1) * carried] = a
-            norms[i * carried // d:(i + 1) * carried // d] = nr
-        syndrome = code.syndrome(words) if n_cw else np.zeros((0, code.m), np.uint8)
+        words, alpha, norms, syndrome = await asyncio.to_thread(
+            _encode, ad, y, cfg.protocol.mdr_dimension)
     del y
+    n_cw = words.shape[0]
+    rec.code_rate, rec.codewords = ad.rate, n_cw
     await ch.send(MsgType.SYNDROME, {"frame": f, "alpha": alpha, "norms": norms,
                                      "syndrome": np.packbits(syndrome, axis=1),
                                      "codewords": n_cw})
-    vmsg = await ch.recv(MsgType.VERIFY)
-    with timer.stage("verification"):
+    return rec, Encoded(rec, pe, v_el, ad, words)
+
+
+def _encode(ad: Adaptation, y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray,
+                                                             np.ndarray, np.ndarray]:
+    """Bob's MDR encoding of the key reals y (SNU): (words uint8 (codewords, n), alpha,
+    norms, syndromes uint8 (codewords, m)); his words' free bits from os.urandom."""
+    code, carried = ad.code, ad.transmitted.size
+    n_cw = y.size // carried
+    n_free = code.n - code.shortened.size
+    words = np.stack([rate_adapt.bob_word(ad, mdr.random_bits(n_free))
+                      for _ in range(n_cw)]) if n_cw else np.zeros((0, code.n), np.uint8)
+    alpha = np.empty(n_cw * carried)
+    norms = np.empty(n_cw * carried // d)
+    for i in range(n_cw):
+        a, nr = mdr.bob_encode(y[i * carried:(i + 1) * carried], words[i, ad.transmitted], d)
+        alpha[i * carried:(i + 1) * carried] = a
+        norms[i * carried // d:(i + 1) * carried // d] = nr
+    syndrome = code.syndrome(words) if n_cw else np.zeros((0, code.m), np.uint8)
+    return words, alpha, norms, syndrome
+
+
+async def _verify(ctx: EndContext, block: BlockState, enc: Encoded) -> None:
+    """Alice's VERIFY of an encoded frame: compare tags, answer, keep the verified words."""
+    rec, n_cw, f = enc.rec, enc.words.shape[0], enc.rec.frame
+    code = enc.ad.code
+    free = np.ones(code.n, bool)
+    free[code.shortened] = False
+    vmsg = await ctx.channel.recv(MsgType.VERIFY)
+    if vmsg.fields.get("frame") != f:
+        raise LinkAbort(AbortReason.PEER_LOST, f"VERIFY for frame {vmsg.fields.get('frame')}, "
+                        f"expected {f}")
+    with ctx.timer.stage("verification"):
         tagged = np.unpackbits(vmsg.fields["converged"], count=n_cw).astype(bool)
         tags = np.asarray(vmsg.fields["tags"], dtype=np.uint8)
         if tags.shape != (n_cw, (VERIFY_TAG_BITS + 7) // 8):
             raise LinkAbort(AbortReason.PEER_LOST, "verification tags of the wrong size")
-        ok_cw = check_tags(vmsg.app_keys, words[:, free], tagged, tags)
-    await ch.send(MsgType.VERIFY, {"frame": f, "ok": np.packbits(ok_cw.astype(np.uint8))})
+        ok_cw = check_tags(vmsg.app_keys, enc.words[:, free], tagged, tags)
+    await ctx.channel.send(MsgType.VERIFY, {"frame": f,
+                                            "ok": np.packbits(ok_cw.astype(np.uint8))})
     block.leak_verify_bits += VERIFY_TAG_BITS * int(tagged.sum())
-    rec.failed = n_cw - int(ok_cw.sum())
-    if not ok_cw.any():
-        _frame_aborted(ctx, rec, LinkAbort(AbortReason.VERIFICATION_FAILED,
-                                           f"0 of {n_cw} codewords decoded and verified"))
+    good = int(ok_cw.sum())
+    rec.failed = n_cw - good
+    if not good:
+        _frame_aborted(ctx, block, rec, LinkAbort(AbortReason.VERIFICATION_FAILED,
+                                                  f"0 of {n_cw} codewords decoded and verified"))
         return
-    kept = words[ok_cw][:, free]
+    block.seen += 1
     rec.ok = True
-    block.frames.append(f)
-    block.n_total += n
-    block.pe_x.append(x_pe)
-    block.pe_y.append(y_pe)
-    block.v_el = v_el
-    block.words.append(kept.reshape(-1))
-    per_sym = 2 if cfg.modulation.detection == "heterodyne" else 1
-    block.n_decoded += int(ok_cw.sum()) * carried // per_sym
-    block.net_bits += int(ok_cw.sum()) * (code.n - code.m - code.shortened.size)
-    block.codewords += n_cw
-    block.failed += rec.failed
-    ctx.progress(f"frame {f}: {n_cw - rec.failed}/{n_cw} codewords reconciled and verified "
-                 f"(rate {ad.rate:.4f})")
+    block.add_frame(ctx.cfg, f, rec.symbols, enc.pe, enc.v_el, enc.words[ok_cw][:, free], good,
+                    n_cw, enc.ad)
+    ctx.progress(f"frame {f}: {good}/{n_cw} codewords reconciled and verified "
+                 f"(rate {enc.ad.rate:.4f})")
 
 
 async def _end_block(ctx: EndContext, block: BlockState, report: LinkReport) -> None:

@@ -16,10 +16,17 @@ from controller.channel import Channel
 from controller.config import LinkConfig
 from controller.key_commit import accept_commit, commit_keys, refill_pool
 from controller.keystore import APP, AUTH, KeyStore
-from controller.link_protocol import AbortReason, BlockBound, block_bound, estimate
+from controller.link_protocol import (
+    AbortReason,
+    BlockBound,
+    PeMoments,
+    block_bound,
+    estimate_moments,
+)
 from controller.link_report import BlockRecord, StageTimer
 from controller.psk import ONE_TIME_KEY_BYTES
 from reconcile import privacy_amp
+from reconcile.rate_adapt import Adaptation
 
 AUTH_UNIT_BITS = 8 * ONE_TIME_KEY_BYTES  # the pool is refilled in one-time keys of 256 bits
 
@@ -38,16 +45,43 @@ class EndContext:
     peer_id: str
 
 
+class PackedBits:
+    """A growing bit string kept packed (privacy_amp's little bit order): one bit per bit of
+    memory instead of a byte; fewer than 8 trailing bits wait unpacked for the next append."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._tail = np.zeros(0, np.uint8)
+
+    @property
+    def size(self) -> int:
+        """Bits held."""
+        return 8 * len(self._data) + self._tail.size
+
+    def append(self, bits: np.ndarray) -> None:
+        """Append a uint8 0/1 vector."""
+        bits = np.concatenate([self._tail, np.asarray(bits, np.uint8).reshape(-1)])
+        whole = bits.size - bits.size % 8
+        self._data += privacy_amp.pack_bits(bits[:whole])
+        self._tail = bits[whole:].copy()
+
+    def packed(self) -> bytes:
+        """All bits, packed (the last byte zero-padded)."""
+        return bytes(self._data) + privacy_amp.pack_bits(self._tail)
+
+
 @dataclass
 class BlockState:
-    """What one end accumulates over the frames of the current block."""
+    """What one end accumulates over the frames of the current block. Its memory grows by
+    the reconciled bits only (packed: ~N/4 bytes for an N-symbol heterodyne block); the PE
+    data enter as running sums (`PeMoments`), identical at both ends."""
 
     index: int = 0
     frames: list[int] = field(default_factory=list)
+    seen: int = 0  # frames (verified or aborted) since the block opened
     n_total: int = 0  # symbols of every frame of the block (aborted frames excluded)
-    pe_x: list[np.ndarray] = field(default_factory=list)  # Alice's PE values (public)
-    pe_y: list[np.ndarray] = field(default_factory=list)  # Bob's PE values (public)
-    words: list[np.ndarray] = field(default_factory=list)  # reconciled bits (SECRET)
+    pe: PeMoments = field(default_factory=PeMoments)  # PE pairs' second moments (public)
+    bits: PackedBits = field(default_factory=PackedBits)  # reconciled bits (SECRET)
     n_decoded: int = 0  # key symbols in verified codewords
     net_bits: int = 0  # sum of (k - shortened) over verified codewords
     codewords: int = 0
@@ -59,16 +93,32 @@ class BlockState:
     def reset(self, pool_used: int) -> None:
         self.__init__(index=self.index + 1, pool_used_at_start=pool_used)  # type: ignore[misc]
 
+    def add_frame(self, cfg: LinkConfig, f: int, n: int, pe: PeMoments, v_el: float,
+                  kept: np.ndarray, good: int, n_cw: int, ad: Adaptation) -> None:
+        """Frame f's verified codewords (`kept`, their free bits, uint8 0/1), `good` of `n_cw`
+        codewords of the adapted code `ad`, and its PE sums; the same call at both ends."""
+        code = ad.code
+        self.frames.append(f)
+        self.n_total += n
+        self.pe = self.pe + pe
+        self.v_el = v_el
+        self.bits.append(kept)
+        per_sym = 2 if cfg.modulation.detection == "heterodyne" else 1
+        self.n_decoded += good * ad.transmitted.size // per_sym
+        self.net_bits += good * (code.n - code.m - code.shortened.size)
+        self.codewords += n_cw
+        self.failed += n_cw - good
+
     def bound(self, cfg: LinkConfig, auth_key_bits: int) -> BlockBound | None:
         """The block's finite-size accounting, or None if it holds no verified frame."""
-        if not self.pe_x or not self.words:
+        if self.pe.m == 0 or self.bits.size == 0:
             return None
-        est = estimate(cfg, np.concatenate(self.pe_x), np.concatenate(self.pe_y), self.v_el)
-        bits = sum(w.size for w in self.words)
+        est = estimate_moments(cfg, self.pe, self.v_el)
         return block_bound(cfg, est, v_el=self.v_el, n_total=self.n_total,
                            n_decoded=self.n_decoded, net_bits=self.net_bits,
-                           codewords=self.codewords, failed=self.failed, input_bits=bits,
-                           leak_verify_bits=self.leak_verify_bits, auth_key_bits=auth_key_bits)
+                           codewords=self.codewords, failed=self.failed,
+                           input_bits=self.bits.size, leak_verify_bits=self.leak_verify_bits,
+                           auth_key_bits=auth_key_bits)
 
 
 def block_record(state: BlockState, bb: BlockBound | None) -> BlockRecord:
@@ -86,7 +136,7 @@ def block_record(state: BlockState, bb: BlockBound | None) -> BlockRecord:
     rec.bound_bits_per_key_symbol = bb.bits_per_symbol
     rec.pe_samples, rec.v_a = e.m, e.v_a
     rec.n_decoded, rec.leak_verify_bits = bb.n_decoded, state.leak_verify_bits
-    rec.hash_input_bits = sum(w.size for w in state.words)
+    rec.hash_input_bits = state.bits.size
     rec.hash_output_bits = bb.pa.hash_output_bits
     return rec
 
@@ -107,10 +157,9 @@ def split_key(key: bytes, m: int, auth_key_bits: int, key_bytes: int) -> tuple[l
 
 async def privacy_amplify(ctx: EndContext, state: BlockState, m: int, seed: bytes) -> bytes:
     """Hash the block's reconciled bits to m bits (packed)."""
-    bits = np.concatenate(state.words)
     with ctx.timer.stage("privacy_amplification"):
-        return await asyncio.to_thread(privacy_amp.hash_packed, privacy_amp.pack_bits(bits),
-                                       int(bits.size), seed, m)
+        return await asyncio.to_thread(privacy_amp.hash_packed, state.bits.packed(),
+                                       state.bits.size, seed, m)
 
 
 async def commit(ctx: EndContext, app: list[bytes], auth: list[bytes], coordinator: bool) -> None:

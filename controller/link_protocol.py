@@ -18,7 +18,7 @@ import numpy as np
 from controller.config import LinkConfig
 from controller.framing import MAX_APP_KEYS
 from reconcile import met_codes, rate_adapt, verify
-from reconcile.estimation import ChannelEstimate, estimate_channel
+from reconcile.estimation import ChannelEstimate, second_moments, worst_case_parameters
 from reconcile.finite_size import finite_size_rate_from_estimate
 from reconcile.ldpc_code import LdpcCode
 from reconcile.pa_length import PaLength, output_length
@@ -92,11 +92,15 @@ def channel_abort(exc: Exception) -> LinkAbort:
 
 
 def config_digest(cfg: LinkConfig) -> bytes:
-    """SHA-256 of the settings both ends must share (modulation and protocol sections)."""
+    """SHA-256 of everything both ends must share: the modulation and protocol sections, the
+    detector efficiency `physics.eta` (both ends' estimates and bounds use it) and the mother
+    code chosen from the planned channel (`mother_code_key`). The rest of [physics] describes
+    the simulated channel (or is measured, like v_el) and may differ between the ends."""
     import json
     from dataclasses import asdict
 
-    doc = {"modulation": asdict(cfg.modulation), "protocol": asdict(cfg.protocol)}
+    doc = {"modulation": asdict(cfg.modulation), "protocol": asdict(cfg.protocol),
+           "detector": {"eta": cfg.physics.eta}, "mother_code": list(mother_code_key(cfg))}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()
 
 
@@ -150,10 +154,54 @@ def pe_indices(nonce_a: bytes, nonce_b: bytes, n_data: int, fraction: float) -> 
     return np.sort(rng.choice(n_data, size=m, replace=False)).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class PeMoments:
+    """Running second moments of PE pairs (Sxx, Sxy, Syy over m real samples, float64): all
+    the estimate needs (reconcile.estimation), so a block keeps four numbers, not its PE data.
+    Both ends add the same frames' sums in the same order, so they hold the same numbers."""
+
+    sxx: float = 0.0
+    sxy: float = 0.0
+    syy: float = 0.0
+    m: int = 0
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> PeMoments:
+        """The sums of one frame's PE pairs (complex or real SNU arrays of equal size)."""
+        return cls(*second_moments(x, y))
+
+    def __add__(self, other: PeMoments) -> PeMoments:
+        return PeMoments(self.sxx + other.sxx, self.sxy + other.sxy, self.syy + other.syy,
+                         self.m + other.m)
+
+
+def estimate_moments(cfg: LinkConfig, pe: PeMoments, v_el: float) -> ChannelEstimate:
+    """The channel estimate from PE sums: the formulas of
+    reconcile.estimation.estimate_channel (LGG 2010, Sec. IV; trusted detector: eta from the
+    configuration, v_el from Bob's calibration), unbiased 1/(m - 1) noise variance."""
+    det, eta = cfg.modulation.detection, cfg.physics.eta
+    k = 2.0 if det == "heterodyne" else 1.0
+    if pe.m < 2 or pe.sxx <= 0:
+        raise ValueError("parameter estimation needs at least 2 samples with non-zero x")
+    t = pe.sxy / pe.sxx
+    sigma2 = max(pe.syy - 2.0 * t * pe.sxy + t * t * pe.sxx, 0.0) / (pe.m - 1)
+    if sigma2 <= 0:
+        raise ValueError("estimated noise variance is zero: y is a noiseless copy of x")
+    v_a = pe.sxx / pe.m
+    transmittance = k * t * t / eta
+    excess = k * (sigma2 - 1.0 - v_el) / (eta * transmittance) if transmittance > 0 \
+        else math.inf
+    t_min, xi_max = worst_case_parameters(t, sigma2, pe.m, v_a, eta, v_el,
+                                          cfg.protocol.eps_pe, det)
+    return ChannelEstimate(
+        detection=det, m=pe.m, v_a=v_a, t=t, sigma2=sigma2, transmittance=transmittance,
+        excess_noise=float(excess), snr=t * t * v_a / sigma2, eps_pe=cfg.protocol.eps_pe,
+        transmittance_min=float(t_min), excess_noise_max=float(xi_max))
+
+
 def estimate(cfg: LinkConfig, x_pe: np.ndarray, y_pe: np.ndarray, v_el: float) -> ChannelEstimate:
     """The channel estimate both ends compute from the disclosed pairs (complex SNU)."""
-    return estimate_channel(x_pe, y_pe, eta=cfg.physics.eta, v_el=v_el,
-                            detection=cfg.modulation.detection, eps_pe=cfg.protocol.eps_pe)
+    return estimate_moments(cfg, PeMoments.of(x_pe, y_pe), v_el)
 
 
 def check_estimate(cfg: LinkConfig, est: ChannelEstimate) -> None:
@@ -169,12 +217,17 @@ def check_estimate(cfg: LinkConfig, est: ChannelEstimate) -> None:
 _MOTHER: dict[tuple[str, int], LdpcCode] = {}
 
 
-def mother_code(cfg: LinkConfig) -> LdpcCode:
-    """The MET mother code for the configured link's expected SNR (same at both ends)."""
+def mother_code_key(cfg: LinkConfig) -> tuple[str, int]:
+    """(MET family member, length) of the mother code for the configured link's planned SNR."""
     snr = expected_snr(cfg)
     target = cfg.protocol.beta_target * 0.5 * math.log2(1.0 + snr)
     spec = met_codes.for_rate(min(target, 0.2))
-    key = (spec.name, met_codes.nearest_n(spec.name, cfg.protocol.code_n))
+    return spec.name, met_codes.nearest_n(spec.name, cfg.protocol.code_n)
+
+
+def mother_code(cfg: LinkConfig) -> LdpcCode:
+    """The MET mother code for the configured link's expected SNR (same at both ends)."""
+    key = mother_code_key(cfg)
     if key not in _MOTHER:
         _MOTHER[key] = met_codes.get_code(*key)
     return _MOTHER[key]

@@ -215,17 +215,18 @@ def test_default_25km_block(tmp_path: Path) -> None:
 
 
 def test_peer_killed_mid_block(good_run, tmp_path: Path, monkeypatch) -> None:
-    """Bob's connection drops hard during frame 1 of a 2-frame block: Alice sees the peer
-    gone, frame 0's reconciled bits (open block) are discarded, the stores are untouched."""
+    """Bob's connection drops hard during frame 1 of a 2-frame block, while frame 0 (its
+    syndromes sent) waits for Alice's verification: Alice sees the peer gone, frame 0's bits
+    (open block) are discarded, the stores are untouched."""
     import controller.link_bob as link_bob
 
     real = link_bob._frame
 
-    async def dying(ctx, rec, *args):
-        if rec.frame == 1:
+    async def dying(ctx, qc, block, cal, f, tx_meta):
+        if f == 1:
             ctx.channel._writer.transport.abort()  # like a killed process: no CLOSE, no ABORT
             raise LinkAbort(AbortReason.PEER_LOST, "test: Bob killed")
-        return await real(ctx, rec, *args)
+        return await real(ctx, qc, block, cal, f, tx_meta)
 
     monkeypatch.setattr(link_bob, "_frame", dying)
     # xi_abort 1: a 2^16-symbol frame's point estimate has sd ~0.06 SNU, so the default
@@ -233,5 +234,116 @@ def test_peer_killed_mid_block(good_run, tmp_path: Path, monkeypatch) -> None:
     report, _ = _abort_run(good_run, tmp_path, frames=2,
                            protocol={"block_symbols": 1 << 17, "xi_abort": 1.0})
     assert report.session_abort["reason"] == "peer_lost"
-    assert report.frames[0].ok  # frame 0 was reconciled, but its block never closed
+    (frame0,) = report.frames
+    assert frame0.codewords > 0 and not frame0.ok  # reconciled, never verified
     assert report.blocks == []
+
+
+class MessageLog:
+    """Every message the two ends send, as (end, type name, frame or None), in send order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from controller import channel as chan
+
+        self.sent: list[tuple[str, str, int | None]] = []
+        real = chan.Channel.send
+        log = self.sent
+
+        async def send(ch, msg_type, fields=None, **kw):
+            def record(f: dict | None) -> dict | None:
+                log.append((ch.pool.role.value, msg_type.name, (f or {}).get("frame")))
+                return f
+
+            if callable(fields):  # VERIFY: its fields are built with the reserved pool keys
+                return await real(ch, msg_type, lambda keys: record(fields(keys)), **kw)
+            return await real(ch, msg_type, record(fields), **kw)
+
+        monkeypatch.setattr(chan.Channel, "send", send)
+
+    def index(self, end: str, name: str, frame: int | None) -> int:
+        return self.sent.index((end, name, frame))
+
+
+def test_frames_pipelined_two_deep(good_run, tmp_path: Path, monkeypatch) -> None:
+    """Frame f's PARAMS and ESTIMATION go before frame f-1's VERIFY (so Bob captures and
+    processes f while Alice decodes f-1), and never more than two frames are in flight: frame
+    f's PARAMS follows frame f-2's VERIFY answer. Independent of machine speed: the order is
+    the protocol's."""
+    log = MessageLog(monkeypatch)
+    root0, cfg, _ = good_run
+    root = tmp_path / "w"
+    shutil.copytree(root0, root)
+    small = dataclasses.replace(cfg, protocol=dataclasses.replace(
+        cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 18, xi_abort=1.0))
+    report = run(small, root, frames=4)
+    assert report.session_abort is None and len(report.frames) == 4
+    for f in range(1, 4):
+        verify_prev = log.index("alice", "VERIFY", f - 1)
+        assert log.index("alice", "PARAMS", f) < verify_prev
+        assert log.index("alice", "ESTIMATION", f) < verify_prev
+        assert log.index("bob", "SYNDROME", f) < log.index("bob", "VERIFY", f - 1)
+        if f >= 2:
+            assert log.index("bob", "VERIFY", f - 2) < log.index("alice", "PARAMS", f)
+    alice, bob = both_stores(root, cfg)
+    assert alice == bob
+
+
+def test_pipelined_abort_keeps_block_accounting(good_run, tmp_path: Path) -> None:
+    """An aborted frame between two good ones (its PARAMS went out while the frame before
+    was being decoded): it adds nothing to the block, the others are verified and counted."""
+    report, _ = _abort_run(good_run, tmp_path, frames=3,
+                           faults={1: ("lo_unlock", {})},
+                           protocol={"block_symbols": 1 << 20, "xi_abort": 1.0})
+    assert report.session_abort is None
+    assert [fr.reason for fr in report.frames] == [None, "lo_unlock", None]
+    (block,) = report.blocks
+    assert block.frames == [0, 2] and block.n_total == 2 * (1 << 16)
+    assert block.secret_bits == 0  # far too few symbols for a key
+
+
+def test_duration_is_wall_time(good_run, tmp_path: Path, monkeypatch) -> None:
+    """run_link(duration_s=S) starts frames until S seconds have passed on Alice's clock
+    (replaced here by one that advances 1 s per reading), finishes those in progress and
+    closes the block: 2.5 s -> frames 0, 1, 2 (frame 0 always runs)."""
+    import controller.link_alice as link_alice
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(link_alice, "clock", lambda: float(next(ticks)))
+    root0, cfg, _ = good_run
+    root = tmp_path / "w"
+    shutil.copytree(root0, root)
+    before = both_stores(root, cfg)
+    small = dataclasses.replace(cfg, protocol=dataclasses.replace(
+        cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 20, xi_abort=1.0))
+    report = run(small, root, frames=None, duration_s=2.5)
+    assert report.session_abort is None
+    assert [fr.frame for fr in report.frames] == [0, 1, 2]
+    assert len(report.blocks) == 1 and report.blocks[0].n_total <= 3 * (1 << 16)
+    assert both_stores(root, cfg) == before  # no key from 2 x 10^5 symbols, nothing lost
+
+
+def test_cli_duration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--duration S: at least one frame, the wall time at least S, the block closed."""
+    rc = main(["link", "--sim", "--distance-km", "5", "--va", "1.5", "--frame-symbols",
+               "65536", "--block-symbols", "65536", "--code-n", "16000", "--duration", "0.5",
+               "--xi-abort", "1", "--json", "--workdir", str(tmp_path / "w")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["session_abort"] is None
+    assert out["frames"] >= 1 and out["wall_s"] >= 0.5
+    assert out["symbols"] == 65536 * out["frames"]
+    assert len(out["block_records"]) == out["frames"]  # each 65536-symbol frame is a block
+    assert out["keys_in_store_alice"] == out["keys_in_store_bob"]
+
+
+def test_eta_mismatch_stops_the_session(good_run, tmp_path: Path) -> None:
+    """Both ends use physics.eta in the estimate and the bound: different values at the two
+    ends end the session with config_mismatch before any frame; the stores are untouched."""
+    root0, cfg, _ = good_run
+    root = tmp_path / "w"
+    shutil.copytree(root0, root)
+    before = both_stores(root, cfg)
+    other = dataclasses.replace(cfg, physics=dataclasses.replace(cfg.physics, eta=0.6))
+    report = run(cfg, root, frames=1, bob_cfg=other)
+    assert report.session_abort["reason"] == "config_mismatch"
+    assert report.frames == []
+    assert both_stores(root, cfg) == before

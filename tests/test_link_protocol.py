@@ -10,10 +10,11 @@ import pytest
 
 from controller import channel as ch
 from controller.config import LinkConfig, config_from_dict
-from controller.link_end import AUTH_UNIT_BITS, split_key
+from controller.link_end import AUTH_UNIT_BITS, PackedBits, split_key
 from controller.link_protocol import (
     AbortReason,
     LinkAbort,
+    PeMoments,
     block_bound,
     channel_abort,
     check_estimate,
@@ -21,9 +22,13 @@ from controller.link_protocol import (
     codeword_tags,
     config_digest,
     estimate,
+    estimate_moments,
+    mother_code_key,
     pe_indices,
     verify_keys_needed,
 )
+from reconcile import privacy_amp
+from reconcile.estimation import estimate_channel
 
 
 def test_pe_subset_depends_on_both_nonces() -> None:
@@ -65,10 +70,47 @@ def test_abort_reasons_have_messages_and_scope() -> None:
     assert channel_abort(ch.ChannelClosed("x")).reason == AbortReason.PEER_LOST
 
 
-def test_config_digest_covers_protocol_not_physics() -> None:
+def test_config_digest_covers_what_both_ends_use() -> None:
     base = LinkConfig()
-    assert config_digest(base) == config_digest(config_from_dict({"physics": {"xi": 0.05}}))
+    # the simulated channel's own settings may differ between the ends...
+    assert config_digest(base) == config_digest(config_from_dict({"physics": {"seed": 9}}))
+    assert config_digest(base) == config_digest(config_from_dict({"physics": {"xi": 0.03}}))
+    # ...but not the protocol, the detector efficiency both estimates use, or the mother code
     assert config_digest(base) != config_digest(config_from_dict({"protocol": {"code_n": 32000}}))
+    assert config_digest(base) != config_digest(config_from_dict({"physics": {"eta": 0.6}}))
+    near = config_from_dict({"physics": {"distance_km": 50.0}})
+    assert mother_code_key(near) != mother_code_key(base)
+    assert config_digest(near) != config_digest(base)
+
+
+def test_estimate_from_running_sums_equals_estimate_channel() -> None:
+    """A block's estimate from per-frame PE sums equals reconcile.estimation's on the
+    concatenated pairs (the same formulas; sums in another order: float64 rounding only)."""
+    cfg = LinkConfig()
+    frames = [_pe(n, 0.02, seed) for n, seed in ((30_000, 1), (50_000, 2), (7, 3))]
+    total = PeMoments()
+    for x, y in frames:
+        total = total + PeMoments.of(x, y)
+    ref = estimate_channel(np.concatenate([x for x, _ in frames]),
+                           np.concatenate([y for _, y in frames]), eta=cfg.physics.eta,
+                           v_el=0.1, detection="heterodyne", eps_pe=cfg.protocol.eps_pe)
+    got = estimate_moments(cfg, total, 0.1)
+    assert got.m == ref.m == 2 * 80_007
+    for name in ("t", "sigma2", "v_a", "transmittance", "excess_noise", "snr",
+                 "transmittance_min", "excess_noise_max"):
+        assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-9, abs=1e-12)
+
+
+def test_packed_bits_equal_packing_the_concatenation() -> None:
+    rng = np.random.default_rng(5)
+    parts = [rng.integers(0, 2, n, dtype=np.uint8) for n in (13, 0, 8, 1001, 3, 64_000)]
+    acc = PackedBits()
+    for p in parts:
+        acc.append(p)
+    allbits = np.concatenate(parts)
+    assert acc.size == allbits.size
+    assert acc.packed() == privacy_amp.pack_bits(allbits)
+    assert np.array_equal(privacy_amp.unpack_bits(acc.packed(), acc.size), allbits)
 
 
 def test_verification_tags_per_codeword() -> None:

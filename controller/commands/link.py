@@ -18,6 +18,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from controller.cli import UsageError
@@ -68,7 +69,8 @@ def add_frame_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--frames", type=int, metavar="F", help="frames to run (default: one block)")
     g.add_argument("--duration", type=float, metavar="S",
-                   help="symbols of S seconds at the symbol rate, in whole frames")
+                   help="run for S seconds of wall time: frames start until then, the frames "
+                        "in progress complete and the block closes")
 
 
 def build_config(args: argparse.Namespace) -> LinkConfig:
@@ -89,24 +91,35 @@ def build_config(args: argparse.Namespace) -> LinkConfig:
 
 
 def frame_count(args: argparse.Namespace, cfg: LinkConfig) -> int:
+    """Frames of the run: --frames, or one block's worth; with --duration (cvqkd tx, which
+    does not take a wall-time limit yet) the frames of S seconds at the symbol rate."""
     n = cfg.protocol.frame_symbols
     if args.frames is not None:
         if args.frames < 1:
             raise UsageError("--frames must be >= 1")
         return args.frames
     if args.duration is not None:
-        if not args.duration > 0:
-            raise UsageError("--duration must be > 0")
-        return max(1, math.ceil(args.duration * cfg.modulation.symbol_rate_hz / n))
+        return max(1, math.ceil(duration(args) * cfg.modulation.symbol_rate_hz / n))
     return max(1, math.ceil(cfg.protocol.block_symbols / n))
+
+
+def duration(args: argparse.Namespace) -> float | None:
+    """--duration in seconds of wall time (None without it)."""
+    if args.duration is None:
+        return None
+    if not (args.duration > 0 and math.isfinite(args.duration)):
+        raise UsageError("--duration must be a positive number of seconds")
+    return float(args.duration)
 
 
 class Progress:
     """Plain lines when `out` is not a terminal; on a terminal, one status line rewritten in
     place (a bar over the frames) with block results and aborts kept as lines."""
 
-    def __init__(self, out, frames: int) -> None:
-        self.out, self.frames = out, frames
+    def __init__(self, out, frames: int | None, duration_s: float | None = None) -> None:
+        """`frames` to run, or None with `duration_s` (the bar then shows elapsed time)."""
+        self.out, self.frames, self.duration_s = out, frames, duration_s
+        self.t0 = time.monotonic()
         self.tty = out.isatty()
         self.width = max(40, shutil.get_terminal_size().columns - 1)
         self.done_frames = 0
@@ -120,8 +133,14 @@ class Progress:
         keep = "block" in line or "aborted" in line
         if keep:
             self.out.write("\r\033[K" + line + "\n")
-        n = 20 * self.done_frames // self.frames
-        bar = f"[{'#' * n}{'.' * (20 - n)}] {self.done_frames}/{self.frames} "
+        if self.frames is not None:
+            n = 20 * self.done_frames // self.frames
+            count = f"{self.done_frames}/{self.frames}"
+        else:
+            elapsed = time.monotonic() - self.t0
+            n = min(20, int(20 * elapsed / self.duration_s)) if self.duration_s else 0
+            count = f"{self.done_frames} frames, {elapsed:.0f}/{self.duration_s:g} s"
+        bar = f"[{'#' * n}{'.' * (20 - n)}] {count} "
         self.out.write("\r\033[K" + (bar + line)[:self.width])
         self.out.flush()
 
@@ -135,17 +154,19 @@ def run(args: argparse.Namespace) -> int:
     from controller.link import prepare_workdir, run_link
 
     cfg = build_config(args)
-    frames = frame_count(args, cfg)
+    seconds = duration(args)
+    frames = None if seconds is not None else frame_count(args, cfg)
     out = sys.stderr if args.json else sys.stdout
     wd = prepare_workdir(cfg, args.workdir)
     p = cfg.physics
+    run_len = f"{frames} frames" if frames is not None else f"{seconds:g} s of frames"
     print(f"cvqkd link --sim: {p.distance_km:g} km (T {p.transmittance:.4f}), xi {p.xi:g} SNU, "
-          f"V_A {cfg.modulation.v_a:g} SNU, {frames} frames of {cfg.protocol.frame_symbols} "
+          f"V_A {cfg.modulation.v_a:g} SNU, {run_len} of {cfg.protocol.frame_symbols} "
           f"symbols, PA block {cfg.protocol.block_symbols} symbols, workdir {wd.root}",
           file=out, flush=True)
-    progress = Progress(out, frames)
+    progress = Progress(out, frames, seconds)
     try:
-        report = asyncio.run(run_link(cfg, wd, frames, progress=progress))
+        report = asyncio.run(run_link(cfg, wd, frames, duration_s=seconds, progress=progress))
     finally:
         progress.done()
     if args.json:

@@ -1,9 +1,11 @@
-"""The quantum channel of the two-process link (`cvqkd tx` / `cvqkd rx`): Alice's process owns
-the transmitter side of the model and sends the optical field through the simulated fibre
-(fpga_bindings.model.fibre_transport, one TCP stream); Bob's process owns the receiver side
-(a `LinkModel` with the fibre attached). Nothing else crosses the fibre; what Bob needs to
-capture a frame (its public layout and the model time its light starts) comes in the frame's
-PARAMS over the authenticated classical channel.
+"""The quantum channel of the two-process link (`cvqkd tx` / `cvqkd rx`), through the overlay
+drivers at both ends (controller.link_quantum). On the model, Alice's overlay runs over
+`FibreTxPhysics` (her DAC player's output enters the simulated fibre,
+fpga_bindings.model.fibre_transport, one TCP stream) and Bob's over a `LinkModel` with the
+fibre attached. Nothing else crosses the fibre; what Bob needs to capture a frame (its public
+layout and the model time its light starts) comes in the frame's PARAMS over the authenticated
+classical channel. With `--board` (an overlay from `open_board` at each end, a real fibre) the
+same classes drive the boards; see "Two boards" below.
 
 Schedule (model time = Alice's DAC clock, the fibre stream's time axis, starting at 0): Alice
 streams the frames back to back, each as dark lead-in, light, dark tail. The lead-in covers
@@ -11,7 +13,14 @@ Bob's leading capture guard and, before the frames Bob calibrates at (`calibrate
 two calibration records; the tail covers his trailing guard, so a capture never waits for
 the next frame. The frame's light starts at `light_start_s`; Bob triggers GUARD_S before it
 arrives (fibre delay later). The fibre carries 12 bytes per player sample (complex64 field, float32
-ground-truth laser phase); Bob keeps only the field from his next capture on.
+ground-truth laser phase); Bob keeps only the field from his next capture on. Bob's capture is
+software-triggered with TRIG_DELAY covering the wait (model time passes in the delay).
+
+Two boards (`--board`): no shared model time. Alice loads each frame and arms her player for
+its EXTERNAL trigger before she sends PARAMS; Bob arms his capture with TRIG_DELAY = fibre delay
+(from physics.distance_km) - GUARD_S and pulses the software TRIGGER, whose trigger output
+(cabled to Alice's player trigger input) starts her frame. The guards (GUARD_S each side) absorb
+the cable delay and the error of the configured distance (2 us ~ 400 m of fibre).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import time
 
 import numpy as np
 
@@ -28,19 +38,23 @@ from controller.link_quantum import (
     GUARD_S,
     Capture,
     Emission,
-    ModelReceiver,
+    OverlayReceiver,
     calibrates_before,
     capture_samples,
+    hardware_abort,
     model_config,
+    voa_for,
 )
-from fpga_bindings.model.fibre_transport import FibreReceiver, FibreSender, TransmitterModel
-from fpga_bindings.model.link_api import FrontEnd
+from fpga_bindings.drivers import OverlayError
+from fpga_bindings.model.fibre_transport import FibreReceiver, FibreSender, FibreTxPhysics
 from fpga_bindings.model.resample import HALF
-from fpga_bindings.model.simple_tx import required_voa_db
+from fpga_bindings.overlay import CvqkdOverlay, open_model
 
 DARK_CHUNK = 1 << 20  # player samples of dark field per fibre write
 SLACK_S = 2.0e-6  # margin of the schedule on top of the guards, s
 SLACK_REL = 1e-4  # relative margin for the clock offset (|clock_ppm| << 100)
+PLAY_TIMEOUT_S = 5.0  # board: a frame's play must end this long after its trigger could come
+BOARD_TRIGGER = "external"  # tx_meta["trigger"] of a board transmitter (no model time)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -52,26 +66,37 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
 
 
 class FibreTransmitter:
-    """Alice's side: DAC, modulator, laser, VOA (TransmitterModel) -> fibre socket."""
+    """Alice's transmitter through her overlay's front-end (VOA, laser) and DAC player. On the
+    model (`sock` given) the overlay is a fresh model whose physics streams into the fibre; on
+    a board (`overlay` from open_board) the player waits for Bob's trigger (module docstring)."""
 
-    def __init__(self, cfg: LinkConfig, sock: socket.socket) -> None:
+    def __init__(self, cfg: LinkConfig, sock: socket.socket | None = None,
+                 overlay: CvqkdOverlay | None = None) -> None:
         self.cfg = cfg
         self.mcfg = model_config(cfg)
-        sock.settimeout(cfg.protocol.peer_timeout_s)  # a receiver that stops reading
         self._sock = sock
-        self._tx = TransmitterModel(self.mcfg, FibreSender(sock))
-        self.decimation = self.mcfg.profile.default_decimation
-        self.capture_rate_hz = self.mcfg.adc_rate_nominal / self.decimation
-        self._sent = 0  # player samples streamed so far (dark and light)
+        self._physics: FibreTxPhysics | None = None
+        if overlay is None:
+            if sock is None:
+                raise ValueError("FibreTransmitter: give the fibre socket (model) or an overlay")
+            sock.settimeout(cfg.protocol.peer_timeout_s)  # a receiver that stops reading
+            self._physics = FibreTxPhysics(self.mcfg, FibreSender(sock), DARK_CHUNK)
+            overlay = open_model(physics=self._physics, board=self.mcfg.board)
+        self.overlay = overlay
+        self.decimation = overlay.profile.default_decimation
+        self.capture_rate_hz = overlay.profile.default_adc_sps / self.decimation
+        overlay.frontend.enable(laser=True, lo=False)
+        overlay.frontend.set_switch("SIGNAL")
+        self._sent = 0  # player samples streamed so far (dark and light), model
         self._sending: asyncio.Future[None] | None = None
 
     @property
     def player_sps(self) -> float:
-        return self.mcfg.player_sps
+        return self.overlay.profile.default_player_sps
 
     @property
     def dac_bits(self) -> int:
-        return self.mcfg.profile.dac_bits
+        return self.overlay.profile.dac_bits
 
     def dark_samples(self, frame: int, n_player: int) -> tuple[int, int]:
         """(lead-in, tail) of dark player samples around the frame's light: Bob's leading
@@ -86,14 +111,16 @@ class FibreTransmitter:
         return math.ceil(lead * self.player_sps), math.ceil(tail * self.player_sps) + HALF + 3
 
     async def emit(self, em: Emission) -> dict:
-        """Start streaming the frame (after its dark lead-in) and return its public timing.
-        The stream is written by a worker thread; the previous frame's must have finished."""
+        """Model: start streaming the frame (after its dark lead-in, on a worker thread; the
+        previous frame's must have finished) and return its public timing. Board: load the
+        frame and arm the player for Bob's trigger."""
         await self.flush()
         if em.iq is None:
             raise ValueError("emit: the transmitter needs the frame's DAC samples")
-        voa = required_voa_db(em.quad_per_lsb, self.mcfg.dac_fs_snu)
-        if voa < 0:
-            raise ValueError(f"the waveform needs {-voa:.1f} dB of gain after the modulator")
+        voa = voa_for(em, self.mcfg.dac_fs_snu)
+        if self._physics is None:
+            await self._hardware(self._arm_board, em.iq, voa)
+            return {"trigger": BOARD_TRIGGER}
         lead, tail = self.dark_samples(em.frame, len(em.iq))
         start = self._sent + lead
         self._sent = start + len(em.iq) + tail
@@ -102,18 +129,43 @@ class FibreTransmitter:
         return {"light_start_s": start / self.player_sps}
 
     def _send(self, lead: int, iq: np.ndarray, tail: int, voa_db: float) -> None:
-        self._tx.frontend = FrontEnd(voa_db=voa_db)
-        self._dark(lead)
-        self._tx.transmit(iq, end=False)
-        self._dark(tail)
+        assert self._physics is not None
+        ol = self.overlay
+        ol.frontend.set_voa_db(voa_db)
+        self._physics.advance(lead / self.player_sps)  # dark: the idle DAC
+        ol.dac_player.load(iq)
+        ol.dac_player.play(cyclic=False)  # the light enters the fibre
+        self._physics.advance(tail / self.player_sps)
 
-    def _dark(self, n: int) -> None:
-        for b in range(0, n, DARK_CHUNK):
-            self._tx.transmit(np.zeros((min(DARK_CHUNK, n - b), 2), np.int16), end=False)
+    def _arm_board(self, iq: np.ndarray, voa_db: float) -> None:
+        player = self.overlay.dac_player
+        if player.status()["ARMED"]:  # a frame Bob never triggered (aborted)
+            player.stop()
+        self.overlay.frontend.set_voa_db(voa_db)
+        player.load(iq)
+        player.play(cyclic=False, external_trigger=True)
+
+    def _wait_played(self) -> None:
+        """Board: the frame armed last has been played (DONE) or was never triggered."""
+        player = self.overlay.dac_player
+        deadline = time.monotonic() + PLAY_TIMEOUT_S
+        while player.status()["PLAYING"]:
+            if time.monotonic() > deadline:
+                raise OverlayError("DAC player still playing the previous frame")
+            time.sleep(1e-3)
+
+    async def _hardware(self, fn, *args) -> None:
+        try:
+            await asyncio.to_thread(fn, *args)
+        except OverlayError as exc:
+            raise hardware_abort(exc) from None
 
     async def flush(self) -> None:
-        """Wait until the frame being streamed has left; a receiver gone or stalled ends the
+        """Wait until the frame being sent has left; a receiver gone or stalled ends the
         session (peer_lost)."""
+        if self._physics is None:
+            await self._hardware(self._wait_played)
+            return
         if self._sending is None:
             return
         sending, self._sending = self._sending, None
@@ -124,15 +176,19 @@ class FibreTransmitter:
                             f"fibre: {type(exc).__name__} while sending the field") from None
 
     async def close(self) -> None:
-        """Flush, send the end of the stream and close the socket; never raises (it runs
-        when the session has ended, normally or not)."""
+        """Flush, send the end of the stream and close the socket (model), stop the player
+        (board); never raises (it runs when the session has ended, normally or not)."""
         try:
             await self.flush()
-            await asyncio.to_thread(self._tx.sender.close)
-        except (OSError, LinkAbort):
+            if self._physics is not None:
+                await asyncio.to_thread(self._physics.close)
+            else:
+                self.overlay.dac_player.stop()
+        except (OSError, LinkAbort, OverlayError):
             pass  # the receiver is gone or stalled: nothing left to tell it
         finally:
-            self._sock.close()
+            if self._sock is not None:
+                self._sock.close()
 
 
 class _Window:
@@ -152,33 +208,46 @@ class _Window:
         return self.rx.field()
 
 
-class FibreReceiverChannel(ModelReceiver):
-    """Bob's side: his `LinkModel` (fibre loss, delay and excess noise, LO, detector, ADC)
-    takes its signal from the fibre socket. The calibration records are taken with the fibre
-    detached (the optical switch blocks the signal path), so they need no field."""
+class FibreReceiverChannel(OverlayReceiver):
+    """Bob's receiver: on the model his `LinkModel` (fibre loss, delay and excess noise, LO,
+    detector, ADC) takes its signal from the fibre socket; the calibration records are taken
+    with the fibre detached (the optical switch blocks the signal path), so they need no
+    field. With a board `overlay`, the light comes through the real fibre."""
 
     def __init__(self, cfg: LinkConfig,
-                 faults: dict[int, tuple[str, dict[str, float]]] | None = None) -> None:
-        super().__init__(cfg, faults)
+                 faults: dict[int, tuple[str, dict[str, float]]] | None = None,
+                 overlay: CvqkdOverlay | None = None) -> None:
+        super().__init__(cfg, overlay, faults)
+        self.board = overlay is not None  # else a fresh model, joined by the simulated fibre
         self.fibre_timeout_s = cfg.protocol.peer_timeout_s
         self._sock: socket.socket | None = None
         self._rx: FibreReceiver | None = None
 
+    @property
+    def model(self):
+        """The receiver's link model (model only)."""
+        return self.overlay.device.physics
+
     def attach(self, sock: socket.socket) -> None:
-        """Connect the fibre (a socket from Alice's transmitter)."""
+        """Connect the simulated fibre (a socket from Alice's transmitter; model only)."""
         sock.settimeout(self.fibre_timeout_s)  # a transmitter that stops sending
         self._sock, self._rx = sock, FibreReceiver(sock)
         self._window = _Window(self._rx, self.player_sps)
 
     async def next_emission(self, frame: int, tx_meta: dict) -> Emission:
         """The frame as Bob knows it: its public layout and light start time (PARAMS)."""
-        start = tx_meta.get("light_start_s")
-        if not isinstance(start, float) or not math.isfinite(start) or start < 0:
-            raise ValueError("PARAMS without a valid light_start_s")
+        if (tx_meta.get("trigger") == BOARD_TRIGGER) != self.board:
+            raise LinkAbort(AbortReason.CONFIG_MISMATCH, "one end drives a board, the other "
+                            "the model (give --board to both or neither)")
+        if not self.board:
+            start = tx_meta.get("light_start_s")
+            if not isinstance(start, float) or not math.isfinite(start) or start < 0:
+                raise ValueError("PARAMS without a valid light_start_s")
         return Emission(frame, None, float(tx_meta["quad_per_lsb"]), tx_meta)
 
     def calibrate(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        self.model.attach_fibre(None)
+        if not self.board:
+            self.model.attach_fibre(None)
         return super().calibrate(n_samples)
 
     def capture(self, em: Emission) -> Capture:
@@ -188,7 +257,13 @@ class FibreReceiverChannel(ModelReceiver):
             raise LinkAbort(AbortReason.PEER_LOST,
                             f"fibre: {type(exc).__name__} while receiving the field") from None
 
-    def _arm(self, em: Emission) -> None:
+    def _prepare(self, em: Emission) -> tuple[str, float]:
+        """Board: the capture starts GUARD_S before the light returns from Alice's trigger.
+        Model: move the fibre window to the frame; the trigger delay covers the model time
+        until GUARD_S before its light arrives (the excess over TRIG_DELAY's range passes
+        first)."""
+        if self.board:
+            return "SOFTWARE", max(0.0, self.mcfg.delay_s - GUARD_S)
         start = float(em.meta["light_start_s"])
         wait = start + self.mcfg.delay_s - GUARD_S - self.model.now_s
         if wait < 0:
@@ -196,15 +271,15 @@ class FibreReceiverChannel(ModelReceiver):
                             f"{-wait * 1e6:.1f} us before the receiver is ready")
         if self._rx is None:
             raise ValueError("the fibre is not connected")
-        self.model.advance(wait)
         first = math.floor((start - 2 * GUARD_S) * self.player_sps)  # the capture needs no less
         while self._rx.first < first and not self._rx.ended:  # skip the dark lead-in in steps
             self._rx.wait_until(min(first, self._rx.first + DARK_CHUNK))
             self._rx.discard_before(first)
         self.model.attach_fibre(self._window)
-        self.model.set_frontend(FrontEnd())  # the VOA is Alice's, before the fibre
+        longest = ((1 << 32) - 1) / self.overlay.profile.default_adc_sps
+        self.model.advance(max(0.0, wait - longest))
+        return "SOFTWARE", min(wait, longest)
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
-

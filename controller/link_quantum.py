@@ -1,14 +1,20 @@
-"""The simulated quantum channel of the link. One-process mode (`cvqkd link --sim`):
-`SimQuantumChannel`, one `LinkModel` in the loopback topology. Alice hands her DAC waveform to
-`emit`; Bob's side calls `calibrate` (shot-noise and electronic-noise records) and `capture`
-(the ADC capture of the next emitted frame and the receiver's status bits). Nothing else passes
-between the ends through this object. The two-process mode (`cvqkd tx` / `cvqkd rx`) has the
-same two faces in separate processes, joined by the simulated fibre: controller.link_fibre.
+"""The quantum channel of the link, driven through the overlay drivers (fpga_bindings.drivers:
+frontend, dac_player, adc_capture and their DMAs). On the model the overlay is
+`fpga_bindings.overlay.open_model` over a `LinkModel` (pynq's own Overlay/MMIO/DMA classes run
+against the model device); on a board it is `open_board`: the same calls.
 
-Faults for tests: `faults[frame] = (kind, params)` is injected into the model just before
-Bob's capture of that frame and cleared after it (kinds: fpga_bindings.model.faults), or
-kind "intercept_resend": Eve's intercept-resend attack (fpga_bindings.model.attacks) on
-that frame's symbol modes.
+`OverlayReceiver` is Bob's face: `calibrate` (shot-noise and electronic-noise records through
+the optical switch) and `capture` (the frame's ADC capture, the LO lock, clipping and overflow
+status). Subclasses say how the frame's light reaches the detector and what triggers the
+capture. One-process mode (`cvqkd link --sim`): `SimQuantumChannel`, one overlay in the
+loopback topology: Alice's `emit` queues her waveform; Bob's capture loads it into the DAC
+player and starts it, the capture triggered by the player's START after the fibre delay
+(TRIG_DELAY). The two-process mode (`cvqkd tx` / `cvqkd rx`): controller.link_fibre.
+
+Faults for tests (model only): `faults[frame] = (kind, params)` is injected into the model
+device just before Bob's capture of that frame and cleared after it (kinds:
+`ModelDevice.inject`), or kind "intercept_resend": Eve's intercept-resend attack
+(fpga_bindings.model.attacks) on that frame's symbol modes.
 """
 
 from __future__ import annotations
@@ -21,13 +27,16 @@ from typing import Protocol
 import numpy as np
 
 from controller.config import LinkConfig
+from controller.link_protocol import AbortReason, LinkAbort
 from dsp.filters import rrc_taps
+from fpga_bindings.drivers import OverlayError
 from fpga_bindings.model.attacks import InterceptResend
 from fpga_bindings.model.genie import SymbolGrid
 from fpga_bindings.model.link import LinkConfig as ModelConfig
 from fpga_bindings.model.link import LinkModel
-from fpga_bindings.model.link_api import AdcSettings, FrontEnd, LinkStatus, OpticalSwitch
+from fpga_bindings.model.link_api import LinkStatus
 from fpga_bindings.model.simple_tx import required_voa_db
+from fpga_bindings.overlay import CvqkdOverlay, open_model
 
 GUARD_S = 2.0e-6  # the capture starts this long before the frame's first light arrives
 
@@ -85,64 +94,128 @@ def calibrates_before(cfg: LinkConfig, frame: int) -> bool:
     return frame % cfg.protocol.calibrate_every_frames == 0
 
 
-class ModelReceiver:
-    """Bob's receiver on the model: calibration records and frame captures with the faults
-    scheduled for them. Subclasses put the frame's light into the model (`_arm`)."""
+def model_overlay(mcfg: ModelConfig) -> CvqkdOverlay:
+    """The overlay on a fresh model device whose physics is a `LinkModel` of `mcfg`."""
+    return open_model(physics=LinkModel(mcfg), board=mcfg.board)
 
-    def __init__(self, cfg: LinkConfig,
+
+def voa_for(em: Emission, dac_fs_snu: float) -> float:
+    """VOA attenuation, dB, that gives the frame's waveform its SNU scale at the channel input
+    (`dac_fs_snu`: the modulator's SNU at DAC full scale)."""
+    voa = required_voa_db(em.quad_per_lsb, dac_fs_snu)
+    if voa < 0:
+        raise ValueError(f"the waveform needs {-voa:.1f} dB of gain after the modulator")
+    return float(voa)
+
+
+def hardware_abort(exc: OverlayError) -> LinkAbort:
+    """A driver failure during a capture (DMA error or stall, no trigger, ...) ends the
+    session: the receiver cannot be trusted to deliver the next frame either."""
+    return LinkAbort(AbortReason.SYNC_FAILURE, f"receiver hardware: {exc}")
+
+
+class OverlayReceiver:
+    """Bob's receiver through the overlay drivers: calibration records and frame captures
+    (with the faults scheduled for them on the model). `overlay` None: a fresh model.
+    Subclasses put the frame's light on the detector (`_prepare`, `_fire`)."""
+
+    def __init__(self, cfg: LinkConfig, overlay: CvqkdOverlay | None = None,
                  faults: dict[int, tuple[str, dict[str, float]]] | None = None) -> None:
         self.mcfg = model_config(cfg)
-        self.model = LinkModel(self.mcfg)
+        if overlay is None:
+            overlay = model_overlay(self.mcfg)
+        elif faults and not hasattr(overlay.device, "inject"):
+            raise ValueError("faults can be injected only into the model")
+        self.overlay = overlay
         self.faults = dict(faults or {})
-        self._voa_db = 0.0
-        self.decimation = self.mcfg.profile.default_decimation
-        self.capture_rate_hz = self.mcfg.adc_rate_nominal / self.decimation
+        self.decimation = overlay.profile.default_decimation
+        self.capture_rate_hz = overlay.profile.default_adc_sps / self.decimation
+        self.nco_hz = self.mcfg.if_hz  # the optical design's nominal IF; the DSP tracks the rest
+        fe = overlay.frontend
+        fe.enable(laser=True, lo=True)
+        fe.set_switch("SIGNAL")
+        fe.errors(clear=True)
 
     @property
     def player_sps(self) -> float:
-        return self.mcfg.player_sps
+        return self.overlay.profile.default_player_sps
 
     @property
     def dac_bits(self) -> int:
-        return self.mcfg.profile.dac_bits
+        return self.overlay.profile.dac_bits
 
     def capture_samples(self, em: Emission) -> int:
         """Samples of the capture that holds the whole frame plus the guards."""
         return capture_samples(self.mcfg, int(em.meta["n_samples"]), self.capture_rate_hz)
 
     def calibrate(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """(shot-noise record, electronic-noise record), int16 (n, 2) each. As long as a
-        frame's capture: the shot-noise unit's statistical error (about sqrt(2 sps / n)
-        relative) enters the excess-noise estimate as a bias shared by the frames until the
-        next calibration, ~0.3 % of N0 at 10^6 samples."""
+        """(shot-noise record, electronic-noise record), int16 (n, 2) each, through the
+        optical switch (BLOCKED, then LO_OFF). As long as a frame's capture: the shot-noise
+        unit's statistical error (about sqrt(2 sps / n) relative) enters the excess-noise
+        estimate as a bias shared by the frames until the next calibration, ~0.3 % of N0 at
+        10^6 samples."""
+        fe = self.overlay.frontend
         out = []
-        for switch in (OpticalSwitch.BLOCKED, OpticalSwitch.LO_OFF):
-            self.model.set_frontend(FrontEnd(switch=switch, voa_db=self._voa_db))
-            out.append(self._record(n_samples))
-        self.model.set_frontend(FrontEnd(voa_db=self._voa_db))
-        return out[0], out[1]
+        try:
+            for position in ("BLOCKED", "LO_OFF"):
+                fe.set_switch(position)
+                out.append(self._capture(n_samples, "SOFTWARE", 0.0, None).samples)
+        except OverlayError as exc:
+            raise hardware_abort(exc) from None
+        finally:
+            fe.set_switch("SIGNAL")
+        return np.asarray(out[0]), np.asarray(out[1])
 
     def capture(self, em: Emission) -> Capture:
         """Play the frame and capture it (with the fault scheduled for it, if any)."""
         fault = self.faults.get(em.frame)
+        device = self.overlay.device
         if fault is not None and fault[0] == "intercept_resend":
-            self.model.set_attack(InterceptResend(self._grid(em.meta), seed=self.mcfg.seed))
+            device.physics.set_attack(InterceptResend(self._grid(em.meta), seed=self.mcfg.seed))
         elif fault is not None:
-            self.model.inject(fault[0], **fault[1])
+            device.inject(fault[0], **fault[1])
+        fe = self.overlay.frontend
         try:
-            self._arm(em)
-            iq = self._record(self.capture_samples(em))
-            status = self.model.status()
+            fe.errors(clear=True)
+            trigger, delay_s = self._prepare(em)
+            cap = self._capture(self.capture_samples(em), trigger, delay_s, em)
+            locked, beat = fe.lo_status()
+            lock_lost = fe.errors()["LOCK_LOST"]
+            status = LinkStatus(lo_locked=locked and not lock_lost, beat_hz=beat,
+                                monitor_power_w=1e-3 * 10 ** (fe.monitor_power_dbm() / 10),
+                                clip_count=cap.clip_count, overflow=cap.overflow,
+                                trigger_sample=cap.trigger_sample)
+        except OverlayError as exc:
+            raise hardware_abort(exc) from None
         finally:
             if fault is not None:
-                self.model.clear_faults()
-                self.model.set_attack(None)
-        return Capture(iq, status, self.capture_rate_hz, self.mcfg.if_hz, self.mcfg.if_hz)
+                device.clear_faults()
+                device.physics.set_attack(None)
+        return Capture(np.asarray(cap.samples), status, cap.sample_rate, cap.nco_hz,
+                       self.mcfg.if_hz)
 
-    def _arm(self, em: Emission) -> None:
-        """Make the frame's light reach the detector and move the model time to the trigger
-        (GUARD_S before the first light arrives)."""
+    def _capture(self, n: int, trigger: str, delay_s: float, em: Emission | None):
+        adc = self.overlay.adc_capture
+        adc.arm(n, nco_hz=self.nco_hz, decimation=self.decimation, trigger=trigger,
+                delay_s=delay_s)
+        try:
+            if em is None:
+                adc.trigger()
+            else:
+                self._fire(em)
+            return adc.wait()
+        except OverlayError:
+            adc.recover()
+            raise
+
+    def _prepare(self, em: Emission) -> tuple[str, float]:
+        """Make the frame's light ready; (capture trigger source, trigger delay in s)."""
         raise NotImplementedError
+
+    def _fire(self, em: Emission) -> None:
+        """Start the frame once the capture is armed (default: the software trigger, which
+        also pulses the trigger output)."""
+        self.overlay.adc_capture.trigger()
 
     def _grid(self, meta: dict) -> SymbolGrid:
         """The frame's symbol modes in player samples (what Eve measures and resends)."""
@@ -152,27 +225,22 @@ class ModelReceiver:
                           int(meta["data_start_symbol"]) * sps, int(meta["n_data"]),
                           subcarrier=meta["signal_offset_hz"] / self.player_sps)
 
-    def _record(self, n: int) -> np.ndarray:
-        out = np.empty((n, 2), dtype=np.int16)
-        pos = 0
-        for chunk in self.model.capture(AdcSettings(n_samples=n, nco_hz=self.mcfg.if_hz,
-                                                    decimation=self.decimation)):
-            out[pos:pos + len(chunk)] = chunk
-            pos += len(chunk)
-        return out
+
+ModelReceiver = OverlayReceiver  # the name controller.link and link_bob use
 
 
-class SimQuantumChannel(ModelReceiver):
-    """Loopback model of transmitter, fibre and receiver (see the module docstring)."""
+class SimQuantumChannel(OverlayReceiver):
+    """Loopback: one overlay's DAC player through the link to its own capture (see the module
+    docstring)."""
 
-    def __init__(self, cfg: LinkConfig,
-                 faults: dict[int, tuple[str, dict[str, float]]] | None = None) -> None:
-        super().__init__(cfg, faults)
+    def __init__(self, cfg: LinkConfig, faults: dict[int, tuple[str, dict[str, float]]] | None
+                 = None, overlay: CvqkdOverlay | None = None) -> None:
+        super().__init__(cfg, overlay, faults)
         self._queue: asyncio.Queue[Emission] = asyncio.Queue(maxsize=1)
 
     # Alice's side -------------------------------------------------------------------------
     async def emit(self, emission: Emission) -> dict:
-        """Queue the frame for Bob's capture; no public timing (one model, one clock)."""
+        """Queue the frame for Bob's capture; no public timing (one board, one clock)."""
         await self._queue.put(emission)
         return {}
 
@@ -183,11 +251,12 @@ class SimQuantumChannel(ModelReceiver):
             raise ValueError(f"quantum channel holds frame {em.frame}, expected {frame}")
         return em
 
-    def _arm(self, em: Emission) -> None:
-        voa = required_voa_db(em.quad_per_lsb, self.mcfg.dac_fs_snu)
-        if voa < 0:
-            raise ValueError(f"the waveform needs {-voa:.1f} dB of gain after the modulator")
-        self._voa_db = voa
-        self.model.set_frontend(FrontEnd(voa_db=voa))
-        self.model.load_dac(em.iq, cyclic=False)
-        self.model.advance(max(0.0, self.mcfg.delay_s - GUARD_S))
+    def _prepare(self, em: Emission) -> tuple[str, float]:
+        """VOA for the frame, waveform into the player; the capture starts GUARD_S before the
+        light comes back through the fibre."""
+        self.overlay.frontend.set_voa_db(voa_for(em, self.mcfg.dac_fs_snu))
+        self.overlay.dac_player.load(em.iq)
+        return "PLAYER_START", max(0.0, self.mcfg.delay_s - GUARD_S)
+
+    def _fire(self, em: Emission) -> None:
+        self.overlay.dac_player.play(cyclic=False)

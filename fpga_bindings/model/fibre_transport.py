@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fpga_bindings.model.link import DAC_CODE_FULL_SCALE, LinkConfig
-from fpga_bindings.model.link_api import FrontEnd
+from fpga_bindings.model.link_api import AdcSettings, FrontEnd, LinkStatus
 
 MAGIC = b"CVQF"
 VERSION = 1
@@ -172,6 +173,54 @@ class TransmitterModel:
             self.sender.send_field(start_s, light, phase)
         if end:
             self.sender.close()
+
+
+class FibreTxPhysics:
+    """Alice's board in the two-process topology as the physics under the overlay model
+    (`open_model(physics=...)`): what her DAC player plays, through her modulator, laser and
+    VOA (`TransmitterModel`, the VOA from the front-end registers), enters the fibre. The
+    stream is the model time: `advance` sends dark field (the idle DAC outputs zeros), a
+    one-shot play sends the waveform. Alice's board has no receiver in this topology."""
+
+    def __init__(self, config: LinkConfig, sender: FibreSender, dark_chunk: int = 1 << 20):
+        self.tx = TransmitterModel(config, sender)
+        self.sent = 0  # player samples streamed so far
+        self._dark_chunk = dark_chunk
+
+    def load_dac(self, iq: np.ndarray, cyclic: bool) -> None:
+        if cyclic:  # reset or STOP: the idle DAC; its zeros are streamed by `advance`
+            if np.any(iq):
+                raise ValueError("the fibre transmitter model plays one-shot waveforms only")
+            return
+        self.tx.transmit(iq, end=False)
+        self.sent += len(iq)
+
+    def set_frontend(self, frontend: FrontEnd) -> None:
+        self.tx.frontend = frontend
+
+    def advance(self, seconds: float) -> None:
+        """Stream `seconds` of dark field (whole player samples)."""
+        n = round(seconds * self.tx.config.player_sps)
+        for b in range(0, n, self._dark_chunk):
+            self.tx.transmit(np.zeros((min(self._dark_chunk, n - b), 2), np.int16), end=False)
+        self.sent += max(0, n)
+
+    def capture(self, settings: AdcSettings, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
+        raise ValueError("the transmitter board's model has no receiver (two-process topology)")
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(lo_locked=False, beat_hz=0.0, monitor_power_w=0.0, clip_count=0,
+                          overflow=False, trigger_sample=0)
+
+    def inject(self, fault: str, **params: float) -> None:
+        raise ValueError("faults are injected into the receiver's model")
+
+    def clear_faults(self) -> None:
+        """Nothing to clear: the transmitter model takes no faults."""
+
+    def close(self) -> None:
+        """End the stream and close the fibre socket."""
+        self.tx.sender.close()
 
 
 def run_transmitter(address: str, config: LinkConfig, iq: np.ndarray, voa_db: float,

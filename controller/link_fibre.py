@@ -29,6 +29,7 @@ import asyncio
 import math
 import socket
 import time
+from typing import Any
 
 import numpy as np
 
@@ -257,13 +258,14 @@ class FibreReceiverChannel(OverlayReceiver):
             raise LinkAbort(AbortReason.PEER_LOST,
                             f"fibre: {type(exc).__name__} while receiving the field") from None
 
-    def _prepare(self, em: Emission) -> tuple[str, float]:
+    def _prepare(self, em: Emission) -> dict[str, Any]:
         """Board: the capture starts GUARD_S before the light returns from Alice's trigger.
         Model: move the fibre window to the frame; the trigger delay covers the model time
         until GUARD_S before its light arrives (the excess over TRIG_DELAY's range passes
         first)."""
         if self.board:
-            return "SOFTWARE", max(0.0, self.mcfg.delay_s - GUARD_S)
+            return {"trigger": "SOFTWARE", "delay_s": max(0.0, self.mcfg.delay_s - GUARD_S),
+                    "trigger_out": True}
         start = float(em.meta["light_start_s"])
         wait = start + self.mcfg.delay_s - GUARD_S - self.model.now_s
         if wait < 0:
@@ -278,7 +280,7 @@ class FibreReceiverChannel(OverlayReceiver):
         self.model.attach_fibre(self._window)
         longest = ((1 << 32) - 1) / self.overlay.profile.default_adc_sps
         self.model.advance(max(0.0, wait - longest))
-        return "SOFTWARE", min(wait, longest)
+        return {"trigger": "SOFTWARE", "delay_s": min(wait, longest)}
 
     def close(self) -> None:
         if self._sock is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class OverlayReceiver:
         try:
             for position in ("BLOCKED", "LO_OFF"):
                 fe.set_switch(position)
-                out.append(self._capture(n_samples, "SOFTWARE", 0.0, None).samples)
+                out.append(self._capture(n_samples, None, trigger="SOFTWARE").samples)
         except OverlayError as exc:
             raise hardware_abort(exc) from None
         finally:
@@ -177,8 +177,7 @@ class OverlayReceiver:
         fe = self.overlay.frontend
         try:
             fe.errors(clear=True)
-            trigger, delay_s = self._prepare(em)
-            cap = self._capture(self.capture_samples(em), trigger, delay_s, em)
+            cap = self._capture(self.capture_samples(em), em, **self._prepare(em))
             locked, beat = fe.lo_status()
             lock_lost = fe.errors()["LOCK_LOST"]
             status = LinkStatus(lo_locked=locked and not lock_lost, beat_hz=beat,
@@ -194,10 +193,11 @@ class OverlayReceiver:
         return Capture(np.asarray(cap.samples), status, cap.sample_rate, cap.nco_hz,
                        self.mcfg.if_hz)
 
-    def _capture(self, n: int, trigger: str, delay_s: float, em: Emission | None):
+    def _capture(self, n: int, em: Emission | None, **trigger: Any):
+        """Arm a DDC capture of n samples (`trigger`: AdcCapture.arm's trigger settings),
+        start it (software trigger, or the frame: `_fire`) and collect it."""
         adc = self.overlay.adc_capture
-        adc.arm(n, nco_hz=self.nco_hz, decimation=self.decimation, trigger=trigger,
-                delay_s=delay_s)
+        adc.arm(n, nco_hz=self.nco_hz, decimation=self.decimation, **trigger)
         try:
             if em is None:
                 adc.trigger()
@@ -208,8 +208,9 @@ class OverlayReceiver:
             adc.recover()
             raise
 
-    def _prepare(self, em: Emission) -> tuple[str, float]:
-        """Make the frame's light ready; (capture trigger source, trigger delay in s)."""
+    def _prepare(self, em: Emission) -> dict[str, Any]:
+        """Make the frame's light ready; the capture's trigger settings (AdcCapture.arm:
+        trigger, delay_s, trigger_out)."""
         raise NotImplementedError
 
     def _fire(self, em: Emission) -> None:
@@ -251,12 +252,12 @@ class SimQuantumChannel(OverlayReceiver):
             raise ValueError(f"quantum channel holds frame {em.frame}, expected {frame}")
         return em
 
-    def _prepare(self, em: Emission) -> tuple[str, float]:
+    def _prepare(self, em: Emission) -> dict[str, Any]:
         """VOA for the frame, waveform into the player; the capture starts GUARD_S before the
         light comes back through the fibre."""
         self.overlay.frontend.set_voa_db(voa_for(em, self.mcfg.dac_fs_snu))
         self.overlay.dac_player.load(em.iq)
-        return "PLAYER_START", max(0.0, self.mcfg.delay_s - GUARD_S)
+        return {"trigger": "PLAYER_START", "delay_s": max(0.0, self.mcfg.delay_s - GUARD_S)}
 
     def _fire(self, em: Emission) -> None:
         self.overlay.dac_player.play(cyclic=False)

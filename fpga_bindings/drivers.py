@@ -332,9 +332,10 @@ class AdcCapture(pynq.DefaultIP):
 
     def arm(self, n: int, *, mode: str = "DDC", nco_hz: float = 0.0,
             decimation: int | None = None, trigger: str = "SOFTWARE", delay_s: float = 0.0,
-            out: Any = None) -> None:
+            trigger_out: bool = False, out: Any = None) -> None:
         """Program the DMA and the capture and arm it; `wait()` collects the result.
-        `delay_s`: from the trigger to the first sample (TRIG_DELAY, whole ADC samples)."""
+        `delay_s`: from the trigger to the first sample (TRIG_DELAY, whole ADC samples);
+        `trigger_out`: the software trigger also pulses the trigger output pin."""
         prof = self._need_profile()
         if self.dma is None:
             raise OverlayError("adc_capture has no DMA attached")
@@ -359,7 +360,7 @@ class AdcCapture(pynq.DefaultIP):
             raise ValueError(f"out must be int16 {shape}, got {out.dtype}{out.shape}")
         ftw = self.nco_ftw(nco_hz)
         self.io.clear("ERRORS")
-        self.io.set("CTRL", MODE=mode, TRIG_SOURCE=trigger)
+        self.io.set("CTRL", MODE=mode, TRIG_SOURCE=trigger, TRIG_OUT=int(trigger_out))
         self.io.set("N_SAMPLES", VALUE=n)
         self.io.set("DECIMATION", VALUE=dec)
         self.io.set("NCO_FTW", VALUE=ftw)

@@ -249,7 +249,7 @@ def test_fault_through_the_fibre(tmp_path: Path, fault, xi_abort, reason) -> Non
     import asyncio
 
     from controller.config import config_from_dict
-    from controller.link_two_process import end_files, run_rx, run_tx
+    from controller.link_two_process import TxServer, end_files, run_rx, run_tx
 
     a, b = setup_ends(tmp_path)
     cfg = config_from_dict({"physics": {"distance_km": 5.0, "seed": 7},
@@ -261,11 +261,13 @@ def test_fault_through_the_fibre(tmp_path: Path, fault, xi_abort, reason) -> Non
 
     async def both():
         listening = asyncio.Event()
-        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, fibre, 1,
+        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, fibre,
+                                        TxServer(frames=1),
                                         on_listening=lambda *_: listening.set()))
         await asyncio.wait_for(listening.wait(), 30)
         rx = await run_rx(cfg, end_files(cfg, b, "bob"), addr, fibre, faults={0: fault})
-        return await tx, rx
+        (tx_report,) = await tx
+        return tx_report, rx
 
     rep_tx, rep_rx = asyncio.run(both())
     assert rep_tx.session_abort is None and rep_rx.session_abort is None

@@ -55,9 +55,9 @@ def test_access_types():
     adc = MAP.block("adc_capture")
     blk = RegisterBlock(adc)
     ctrl, cmd, errs = adc.register("CTRL"), adc.register("COMMAND"), adc.register("ERRORS")
-    # RW: stored; reserved bits read 0 (CTRL has fields in bits 2..0 only)
+    # RW: stored; reserved bits read 0 (CTRL has fields in bits 3..0 only)
     blk.bus_write(ctrl.offset, 0xFFFF_FFFF)
-    assert blk.hw_get("CTRL", "MODE") == 1 and blk.bus_read(ctrl.offset) == 0b111
+    assert blk.hw_get("CTRL", "MODE") == 1 and blk.bus_read(ctrl.offset) == 0b1111
     # RO: writes ignored
     blk.hw_set("SAMPLES_DONE", VALUE=123)
     blk.bus_write(adc.register("SAMPLES_DONE").offset, 0)

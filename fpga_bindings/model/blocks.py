@@ -157,6 +157,11 @@ class DacPlayerModel(RegisterBlock):
             else:
                 self.hw_set("STATUS", ARMED=1)  # the model has no external trigger input
 
+    def external_trigger(self) -> None:
+        """The EXTERNAL trigger input: an armed player (TRIG_SOURCE EXTERNAL) plays."""
+        if self.hw_get("STATUS", "ARMED") and self.hw_get("CTRL", "TRIG_SOURCE") == 1:
+            self._play()
+
     def _play(self) -> None:
         length, loaded = self.hw_get("LENGTH"), self.hw_get("LOADED")
         if length == 0 or length > loaded:
@@ -199,6 +204,7 @@ class AdcCaptureModel(RegisterBlock):
         self.elapsed = elapsed
         self._settings: AdcSettings | None = None
         self._delay = 0  # TRIG_DELAY latched by ARM, ADC samples
+        self.trigger_out: list[Callable[[], None]] = []  # the trigger output pin's loads
         super().__init__(block)
 
     @property
@@ -212,11 +218,18 @@ class AdcCaptureModel(RegisterBlock):
             return
         if "ARM" in commands:
             self._arm()
+        if "TRIGGER" in commands and self.hw_get("CTRL", "TRIG_OUT"):
+            for listener in self.trigger_out:
+                listener()
         if "TRIGGER" in commands and self.hw_get("CTRL", "TRIG_SOURCE") == 0:
             self.trigger()
 
     def player_started(self) -> None:
         if self.hw_get("CTRL", "TRIG_SOURCE") == 1:
+            self.trigger()
+
+    def external_trigger(self) -> None:
+        if self.hw_get("CTRL", "TRIG_SOURCE") == 2:
             self.trigger()
 
     def _arm(self) -> None:

@@ -123,6 +123,18 @@ class ModelDevice(pynq.Device):
         pynq.Device.active_device = self
         return self
 
+    # ---- trigger pins ---------------------------------------------------------------------
+    @property
+    def trigger_out(self) -> list:
+        """Callables run when the capture's trigger output pulses (TRIGGER with TRIG_OUT)."""
+        return self.adc_capture.trigger_out
+
+    def external_trigger(self) -> None:
+        """A pulse on the EXTERNAL trigger input: an armed player plays, an armed capture
+        starts (each only if its TRIG_SOURCE is EXTERNAL)."""
+        self.dac_player.external_trigger()
+        self.adc_capture.external_trigger()
+
     # ---- faults -------------------------------------------------------------------------
     def inject(self, fault: str, **params: Any) -> None:
         """Inject a fault, visible in registers as on hardware.

@@ -1,0 +1,226 @@
+"""Reconciliation operating point: code, length, efficiency and iteration cap for the link.
+
+The choice trades efficiency beta against frame errors, decoding CPU and latency. It is made
+from MEASURED points only (`reconcile/data/operating_points.json`, written by
+`docs/operating_point_table.py` from the sweeps of `docs/operating_point_sweep.py`; the table
+and the method are in docs/reconciliation.md, "Operating point"). Each measured row is a
+punctured MET mother code at one SNR, one transmitted length n_tx (reals per codeword), one
+beta and one iteration cap, with its frame errors over a seeded run and its decoding cost.
+
+`choose(snr, reals_per_frame, ...)` returns the row that maximises secret bits per second of
+processing, key_rate(beta, FER) / (other CPU + decoding CPU) per real, among rows that apply:
+
+- same mother code, puncturing at the requested SNR not above the measured row's (+0.5 % of n;
+  more puncturing only makes decoding harder, density evolution and the measurements agree);
+- the frame's reals give codewords at least as long as the measured ones (longer codes of the
+  same ensemble decode at least as well in the waterfall);
+- decoding CPU within the budget, frame error rate's 95 % upper bound within `fer_max`.
+
+The FER used is the one-sided 95 % Clopper-Pearson upper bound of the measured count, so a
+point measured on few codewords is not preferred for luck. CPU: the C decoder runs codewords in
+groups of 8 (one SIMD vector) and a group runs until its slowest member stops (a failing
+codeword costs the full cap), so the cost per real is
+NS_PER_EDGE_PASS * (scheduled edges / n_tx) * E[passes of a group of 8] / (groups' fill).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy import stats
+
+from reconcile import met_codes, rate_adapt
+from reconcile.met_design import capacity_awgn
+
+DATA_FILE = "operating_points.json"
+LANES = 8  # codewords per decoder group (reconcile.ldpc_decoder.LANES)
+# Decoder CPU per scheduled edge per layered pass per codeword, ns (AVX2+FMA path, this 2-core
+# VM under load 2-6; docs/performance.md). Scales every row's cost alike.
+NS_PER_EDGE_PASS = 3.8
+# CPU of everything else per real of key data (DSP, model, MDR, hashing), ns; the 25 km link
+# measured about 1 us per real outside the decoder (docs/performance.md). Only the ranking of
+# points with different decoding costs depends on it.
+OTHER_NS_PER_REAL = 1000.0
+MAX_FRAMES_PER_BATCH = 8
+
+
+@dataclass(frozen=True)
+class MeasuredPoint:
+    """One measured row: `errors` of `frames` codewords failed at this `max_iter`."""
+
+    snr: float  # SNR per real dimension of the run
+    mother: str  # MET code name (reconcile.met_codes)
+    n_tx: int  # transmitted reals per codeword
+    punctured_fraction: float  # punctured bits / mother n
+    beta: float
+    max_iter: int
+    frames: int
+    errors: int
+    mean_iterations: float  # of the codewords that decoded
+    group_passes: float  # expected layered passes of a full group of 8 (max over its lanes)
+    edges_per_real: float  # decoder's scheduled edges / n_tx
+
+    @property
+    def fer(self) -> float:
+        return self.errors / self.frames
+
+    @property
+    def fer_upper(self) -> float:
+        """One-sided 95 % Clopper-Pearson upper bound of the FER."""
+        return fer_upper_bound(self.errors, self.frames)
+
+    @property
+    def ns_per_real(self) -> float:
+        """Decoding CPU per transmitted real with full groups of 8, ns."""
+        return NS_PER_EDGE_PASS * self.edges_per_real * self.group_passes
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What the link should run. Alice builds `met_codes.get_code(mother, n)` punctured by
+    `rate_adapt.with_counts(code, n - n_tx, 0)` (or `adapted_code(mother, n_tx, rate)`)."""
+
+    mother: str
+    n: int  # mother code length, bits
+    n_tx: int  # reals per codeword (quantum-carried bits)
+    punctured: int  # n - n_tx
+    codewords_per_frame: int
+    frames_per_batch: int  # decode this many frames' codewords together to fill groups of 8
+    beta: float  # efficiency R' / C(snr) of the adapted code at the requested SNR
+    max_iter: int
+    fer: float  # measured
+    fer_upper: float  # 95 % upper bound
+    decode_ns_per_real: float  # CPU, including unfilled group lanes
+    source: MeasuredPoint
+
+
+def fer_upper_bound(errors: int, frames: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper confidence bound of a binomial proportion."""
+    if frames <= 0 or not 0 <= errors <= frames:
+        raise ValueError(f"need 0 <= errors <= frames and frames > 0, got {errors}/{frames}")
+    if errors == frames:
+        return 1.0
+    return float(stats.beta.ppf(confidence, errors + 1, frames - errors))
+
+
+@functools.cache
+def measured_points() -> tuple[MeasuredPoint, ...]:
+    """The measured table shipped with the package."""
+    raw = json.loads((Path(__file__).parent / "data" / DATA_FILE).read_text())
+    return tuple(MeasuredPoint(**row) for row in raw["points"])
+
+
+def adapted_code(mother: str, n_tx: int, rate: float, d: int = 8) -> rate_adapt.Adaptation:
+    """Mother code `mother` at the admissible length whose puncturing gives effective rate
+    closest to `rate` (bits per transmitted real) with exactly `n_tx` transmitted reals.
+
+    k = n - m is fixed by n, so R' = k / n_tx: n is the multiple of base_n with k closest to
+    rate * n_tx, and the n - n_tx surplus variables are punctured (degree-one ones, in the
+    nested order of `rate_adapt.with_counts`). Raises ValueError if that needs n < n_tx (the
+    mother's rate is above `rate`) or more punctured bits than degree-one variables.
+    """
+    spec = met_codes.spec(mother)
+    if n_tx <= 0 or n_tx % d:
+        raise ValueError(f"n_tx must be a positive multiple of d = {d}, got {n_tx}")
+    if not 0 < rate < 1:
+        raise ValueError(f"rate must be in (0, 1), got {rate}")
+    n = max(spec.base_n, round(rate * n_tx / spec.rate / spec.base_n) * spec.base_n)
+    if n < n_tx:
+        raise ValueError(
+            f"rate {rate:.4f} is below mother {mother!r}'s rate {spec.rate}: puncturing cannot "
+            f"reach it"
+        )
+    return rate_adapt.with_counts(met_codes.get_code(mother, n), n - n_tx, 0)
+
+
+def frames_per_batch(codewords_per_frame: int) -> int:
+    """Fewest frames (<= 8) whose codewords fill groups of 8 to at least 15/16."""
+    for f in range(1, MAX_FRAMES_PER_BATCH + 1):
+        words = f * codewords_per_frame
+        if words / (LANES * math.ceil(words / LANES)) >= 15 / 16:
+            return f
+    return MAX_FRAMES_PER_BATCH
+
+
+def default_key_rate(beta: float, fer: float) -> float:
+    """Proxy when the caller gives no key-rate model: reconciled information kept, beta (1-FER)."""
+    return beta * (1.0 - fer)
+
+
+def candidates(snr: float, reals_per_frame: int, d: int = 8) -> list[OperatingPoint]:
+    """Every measured row that applies at this SNR and frame size (see the module docstring)."""
+    if not snr > 0:
+        raise ValueError(f"snr must be > 0, got {snr}")
+    if reals_per_frame < d:
+        raise ValueError(f"reals_per_frame must be >= d = {d}, got {reals_per_frame}")
+    out = []
+    for row in measured_points():
+        spec = met_codes.spec(row.mother)
+        rate = row.beta * capacity_awgn(snr)
+        if rate < spec.rate:  # would need shortening, which these codes do not tolerate
+            continue
+        if 1.0 - spec.rate / rate > row.punctured_fraction + 0.005:
+            continue
+        per_frame = reals_per_frame // row.n_tx
+        if per_frame < 1:
+            continue
+        n_tx = reals_per_frame // per_frame // d * d  # >= row.n_tx up to d - 1 reals
+        if n_tx < row.n_tx - d:
+            continue
+        n = max(spec.base_n, round(rate * n_tx / spec.rate / spec.base_n) * spec.base_n)
+        if n < n_tx:
+            continue
+        k = n // spec.base_n * (spec.base_n - spec.ensemble.base_m)
+        fpb = frames_per_batch(per_frame)
+        words = fpb * per_frame
+        fill = words / (LANES * math.ceil(words / LANES))
+        out.append(OperatingPoint(
+            mother=row.mother, n=n, n_tx=n_tx, punctured=n - n_tx,
+            codewords_per_frame=per_frame, frames_per_batch=fpb,
+            beta=k / n_tx / capacity_awgn(snr), max_iter=row.max_iter, fer=row.fer,
+            fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real / fill, source=row,
+        ))
+    return out
+
+
+def choose(
+    snr: float,
+    reals_per_frame: int,
+    cpu_ns_per_real: float = math.inf,
+    *,
+    key_rate: Callable[[float, float], float] = default_key_rate,
+    other_ns_per_real: float = OTHER_NS_PER_REAL,
+    fer_max: float = 0.25,
+    d: int = 8,
+) -> OperatingPoint:
+    """The operating point with the most secret bits per second of processing.
+
+    snr: measured SNR per real dimension (heterodyne: per quadrature), linear.
+    reals_per_frame: key reals one frame leaves for reconciliation (heterodyne: 2 per symbol).
+    cpu_ns_per_real: decoding CPU budget per real, ns (inf: none).
+    key_rate(beta, fer): secret bits per key symbol at that efficiency and frame error rate
+    (e.g. the link's finite-size bound for its block); maximised per CPU second:
+    key_rate(beta, fer_upper) / (other_ns_per_real + decode_ns_per_real).
+    Raises ValueError if no measured point applies (SNR outside the measured range, frames
+    too short, or budget too small).
+    """
+    if not cpu_ns_per_real > 0:
+        raise ValueError(f"cpu_ns_per_real must be > 0, got {cpu_ns_per_real}")
+    pool = [c for c in candidates(snr, reals_per_frame, d)
+            if c.decode_ns_per_real <= cpu_ns_per_real and c.fer_upper <= fer_max]
+    if not pool:
+        raise ValueError(
+            f"no measured reconciliation point for SNR {snr:.3f} with {reals_per_frame} reals "
+            f"per frame and {cpu_ns_per_real:g} ns of decoding per real"
+        )
+
+    def score(c: OperatingPoint) -> tuple[float, float]:
+        bits = key_rate(c.beta, c.fer_upper)
+        return bits / (other_ns_per_real + c.decode_ns_per_real), -c.decode_ns_per_real
+
+    return max(pool, key=score)

@@ -310,3 +310,64 @@ def test_transmitter_reports_a_receiver_gone() -> None:
         await qc.close()
 
     asyncio.run(go())
+
+
+def test_tx_serves_sessions_one_after_another(tmp_path: Path) -> None:
+    """`cvqkd tx --sessions 2`: two rx runs, one after the other, against one tx process;
+    each session is reported (one JSON line each), both stores agree after each."""
+    a, b = setup_ends(tmp_path)
+    port = free_port_pair()
+    tx = cli("tx", "--listen", f"127.0.0.1:{port}", "--workdir", str(a), "--frames", "1",
+             "--sessions", "2", "--json", *TINY)
+    wait_for_line(tx, "listening on")
+    for _ in range(2):
+        rx = cli("rx", "--connect", f"127.0.0.1:{port}", "--workdir", str(b), "--json", *TINY)
+        rc, rep, err = finish(rx)
+        assert rc == 0 and rep["session_abort"] is None and rep["frames"] == 1, err[-2000:]
+        line = json.loads(tx.stdout.readline())  # tx's report of the session, as it ends
+        assert line["session_abort"] is None
+        alice, bob = stores(a, b)
+        assert alice == bob
+    out, err = tx.communicate(timeout=60)
+    assert tx.returncode == 0 and out.strip() == "", err[-2000:]
+
+
+def test_sigterm_lets_the_session_finish_then_tx_exits(tmp_path: Path) -> None:
+    """`--sessions 0` serves until stopped: SIGTERM in the middle of a session lets it finish
+    (the receiver completes normally, stores equal) and tx exits 0 without taking another."""
+    a, b = setup_ends(tmp_path)
+    port = free_port_pair()
+    tx = cli("tx", "--listen", f"127.0.0.1:{port}", "--workdir", str(a), "--frames", "2",
+             "--sessions", "0", "--json", *TINY)
+    wait_for_line(tx, "listening on")
+    rx = cli("rx", "--connect", f"127.0.0.1:{port}", "--workdir", str(b), "--json", *TINY)
+    wait_for_line(rx, "frame 0: captured")
+    tx.send_signal(signal.SIGTERM)
+    rc, rep, err = finish(rx)
+    assert rc == 0 and rep["session_abort"] is None and rep["frames"] == 2, err[-2000:]
+    rc_tx, rep_tx, err_tx = finish(tx, timeout=60)
+    assert rc_tx == 0 and rep_tx["session_abort"] is None, err_tx[-2000:]
+    assert "SIGTERM: finishing the session in progress" in err_tx
+    alice, bob = stores(a, b)
+    assert alice == bob
+
+
+def test_second_signal_aborts_the_session_cleanly(tmp_path: Path) -> None:
+    """Two SIGINTs: the session in progress is aborted (the receiver is told: peer_lost),
+    tx exits 1, and both stores stay equal."""
+    a, b = setup_ends(tmp_path)
+    port = free_port_pair()
+    tx = cli("tx", "--listen", f"127.0.0.1:{port}", "--workdir", str(a), "--frames", "4",
+             "--json", *TINY)
+    wait_for_line(tx, "listening on")
+    rx = cli("rx", "--connect", f"127.0.0.1:{port}", "--workdir", str(b), "--json", *TINY)
+    wait_for_line(rx, "frame 0: captured")
+    tx.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    tx.send_signal(signal.SIGINT)
+    rc_tx, rep_tx, err_tx = finish(tx, timeout=60)
+    assert rc_tx == 1 and rep_tx["session_abort"]["reason"] == "peer_lost", err_tx[-2000:]
+    rc, rep, err = finish(rx)
+    assert rc == 1 and rep["session_abort"] is not None, err[-2000:]
+    alice, bob = stores(a, b)
+    assert alice == bob

@@ -19,6 +19,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="cvqkd overlay bitstream for --target board (its .hwh beside it)")
     group.addoption("--model-seed", type=int, default=2024,
                     help="seed of the model's noise for --target model")
+    group.addoption("--spool-km", type=float, default=25.0,
+                    help="--target board: length of the loopback fibre spool, km (sets the "
+                         "capture's trigger delay)")
 
 
 @pytest.fixture

@@ -32,6 +32,12 @@ class ChannelParams:
     delay_samples: float = 1234.37  # Bob sample at which Alice's frame sample 0 arrives
     extra_samples: int = 20000  # capture length beyond the frame
     adc_bits: int = 14
+    # Pilot tones are rendered at this many times Bob's rate with the laser phase there, then
+    # low-pass filtered and decimated like the board's down-converter (pass band +-0.42, stop
+    # band beyond +-0.58 of the output rate). 1: the tones' phase noise is a random walk per
+    # output sample, which aliases the phase-noise skirts of every Nyquist zone into the band
+    # (a simulation artefact: a real DDC filters them out before decimating).
+    pilot_oversample: int = 4
     seed: int = 1
 
 
@@ -85,6 +91,74 @@ def _genie_noise(w: np.ndarray, psi: np.ndarray, n_k: np.ndarray, a_k: np.ndarra
         out[k] = acc / np.sqrt(e)
 
 
+def ddc_filter(m: int) -> np.ndarray:
+    """Low-pass of the down-converter at m times the output rate: pass band +-0.42 and stop
+    band beyond +-0.58 of the output rate (100 dB, Kaiser window), unit DC gain. Odd length
+    with the centre tap at a multiple of m."""
+    from scipy.signal import firwin, kaiserord
+    ntaps, beta = kaiserord(100.0, 0.16 / m * 2)
+    ntaps = 2 * m * (ntaps // (2 * m) + 1) + 1
+    return firwin(ntaps, 1.0 / m, window=("kaiser", beta))
+
+
+@nb.njit(cache=True)
+def _decimate(xf: np.ndarray, h: np.ndarray, m: int, out: np.ndarray) -> None:
+    """out[i] = sum_k h[k] xf[i m + k] (the filter's centre lands on fine sample i m + L//2)."""
+    for i in range(out.size):
+        acc = 0j
+        b = i * m
+        for k in range(h.size):
+            acc += h[k] * xf[b + k]
+        out[i] = acc
+
+
+def _laser_phase_and_pilots(n: int, m: int, q: float, pilots: list[tuple[float, float]],
+                            det_phase, alice_pos, rng: np.random.Generator
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Laser phase noise at Bob's samples (a Wiener process, q rad^2 per output sample) and the
+    pilot tones (amplitude, cycles per Alice sample) carrying that phase and the deterministic
+    beat phase `det_phase(t_samples)`, rendered at m times the rate and down-converted by
+    `ddc_filter(m)`. With m = 1 the tones are sampled directly (aliased skirts)."""
+    psi = np.empty(n)
+    tones = np.zeros(n, dtype=np.complex128)
+    if m == 1:
+        psi[:] = np.cumsum(rng.normal(0, np.sqrt(q), n))
+        tt = np.arange(n, dtype=np.float64)
+        a = alice_pos(tt)
+        for amp, nu in pilots:
+            tones += amp * np.exp(2j * np.pi * ((nu * a) % 1.0))
+        tones *= np.exp(1j * (psi + det_phase(tt)))
+        return psi, tones
+    h = ddc_filter(m)
+    half = h.size // 2  # fine samples, a multiple of m: output i needs fine i m +- half
+    f_end = (n - 1) * m + half + 1  # fine samples [-half, f_end)
+    step = (1 << 16) * m
+    buf = np.zeros(0, dtype=np.complex128)
+    buf_start = -half  # global fine index of buf[0]
+    last, nxt = 0.0, 0
+    for f_lo in range(-half, f_end, step):
+        f_hi = min(f_lo + step, f_end)
+        ph = last + np.cumsum(rng.normal(0, np.sqrt(q / m), f_hi - f_lo))
+        last = ph[-1]
+        gi = np.arange(f_lo, f_hi)
+        on = (gi >= 0) & (gi % m == 0) & (gi < n * m)
+        psi[gi[on] // m] = ph[on]
+        tf = gi / m  # in output samples
+        a = alice_pos(tf)
+        fine = np.zeros(f_hi - f_lo, dtype=np.complex128)
+        for amp, nu in pilots:
+            fine += amp * np.exp(2j * np.pi * ((nu * a) % 1.0))
+        fine *= np.exp(1j * (ph + det_phase(tf)))
+        buf = np.concatenate((buf, fine))
+        top = min(n, (f_hi - 1 - half) // m + 1)  # outputs whose support is in the buffer
+        if top > nxt:
+            _decimate(buf[nxt * m - half - buf_start:], h, m, tones[nxt:top])
+            nxt = top
+        keep = nxt * m - half  # first fine sample still needed
+        buf, buf_start = buf[keep - buf_start:], keep
+    return psi, tones
+
+
 def run_channel(meta: dict, symbols: np.ndarray, p: ChannelParams) -> dict:
     """ADC capture (int16 (n, 2)), calibration captures, genie symbols and the truth."""
     cfg = config_from_dict(meta["config"])
@@ -107,16 +181,21 @@ def run_channel(meta: dict, symbols: np.ndarray, p: ChannelParams) -> dict:
     norm = 1.0 / np.sqrt(sum(_rrc(t, cfg.rolloff) ** 2 for t in tt))
     wave = np.empty(n, dtype=np.complex128)
     _synth(a, slots, sps, cfg.rolloff, span, norm, meta["signal_offset_hz"] / fs, wave)
-    for pil in meta["pilots"]:
-        nu = pil["freq_hz"] / fs
-        wave += pil["amplitude"] * np.exp(2j * np.pi * ((nu * a) % 1.0))
-    t = nn / fs
-    psi = 2 * np.pi * ((p.lo_offset_hz * t + 0.5 * p.lo_drift_hz_per_s * t * t) % 1.0)
-    psi += np.cumsum(rng.normal(0, np.sqrt(2 * np.pi * p.linewidth_hz / fs), n))
+
+    def det_phase(tt: np.ndarray) -> np.ndarray:  # LO offset and drift, tt in Bob samples
+        t = tt / fs
+        return 2 * np.pi * ((p.lo_offset_hz * t + 0.5 * p.lo_drift_hz_per_s * t * t) % 1.0)
+
+    pil = [(q["amplitude"], q["freq_hz"] / fs) for q in meta["pilots"]]
+    psi_pn, tones = _laser_phase_and_pilots(
+        n, p.pilot_oversample, 2 * np.pi * p.linewidth_hz / fs, pil, det_phase,
+        lambda tt: (tt - p.delay_samples) * ratio, rng)
+    psi = det_phase(nn) + psi_pn
     g = np.sqrt(p.eta * p.transmittance / 2)
     ntot = 1 + p.v_el + p.eta * p.transmittance * p.xi / 2
     w = np.sqrt(ntot) * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
-    rx = g * wave * np.exp(1j * psi) + w
+    rx = g * (wave * np.exp(1j * psi) + tones) + w
+    del tones
     peak = g * (sum(pl["amplitude"] for pl in meta["pilots"]) + meta["preamble_amplitude"]) \
         + 7 * np.sqrt(ntot)
     scale = 32767.0 / peak  # ADC units per quadrature unit
@@ -140,6 +219,7 @@ def run_channel(meta: dict, symbols: np.ndarray, p: ChannelParams) -> dict:
                  cfg.rolloff, 16, z)
     genie = g * symbols + z
     return {"adc": adc(rx), "shot": adc(shot), "elec": adc(elec), "genie": genie, "gain": g,
+            "phase": psi,
             "ntot": ntot, "n_k": n_k, "ratio": ratio, "adc_scale": scale}
 
 

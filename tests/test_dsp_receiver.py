@@ -30,7 +30,9 @@ def test_reference_scenario(lw, bound):
     s = r.summary
     assert r.mask.all()
     assert s["clock_offset_ppm"] == pytest.approx(20.0, abs=0.1)
-    assert s["lo_offset_hz"] == pytest.approx(50e6, abs=2e3)
+    # the coarse estimate is the mean frequency over 2^18 samples (0.5 ms): at 10 kHz the laser
+    # phase's random walk (5.6 rad rms over that time) moves it by ~1.7 kHz rms
+    assert s["lo_offset_hz"] == pytest.approx(50e6, abs=5e3)
     assert s["electronic_noise_snu"] == pytest.approx(0.1, abs=0.005)
     assert s["transmittance"] == pytest.approx(0.316, rel=0.03)
     assert abs(s["linewidth_estimate_hz"] / lw - 1) < 0.3

@@ -68,6 +68,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pilot-snu", type=float, default=4.0, metavar="A",
                    help="--waveform simple: pilot amplitude per player sample, SNU")
     p.add_argument("--detection", choices=("heterodyne", "homodyne"), default="heterodyne")
+    p.add_argument("--decimation", type=int, default=None, metavar="D",
+                   help="ADC down-converter decimation: capture rate = ADC rate / D "
+                        "(default: the board's, 8: 500 MS/s on the RFSoC 4x2)")
+    p.add_argument("--interpolation", type=int, default=None, metavar="I",
+                   help="DAC interpolation: player rate = DAC rate / I (default: the board's)")
+    p.add_argument("--layout", choices=("default", "edge"), default="default",
+                   help="--waveform dsp: frame layout; 'edge' puts the data band and the phase "
+                        "pilot at opposite edges of the pass band, with the pilot's power "
+                        "from --planned-linewidth-hz (dsp.layout.edge_layout)")
+    p.add_argument("--planned-linewidth-hz", type=float, default=None, metavar="HZ",
+                   help="--layout edge: combined linewidth the pilot power is planned for "
+                        "(default: that of the simulation, twice --linewidth-hz)")
     p.add_argument("--calibration-samples", type=int, default=None, metavar="N",
                    help="samples per calibration record (default: as many as the capture)")
     p.add_argument("--seed", type=int, default=None, metavar="S",
@@ -83,7 +95,8 @@ def _config(args: argparse.Namespace, seed: int) -> LinkConfig:
         xi=args.xi, eta=args.eta, v_el=args.vel, tx_linewidth_hz=args.linewidth_hz,
         lo_linewidth_hz=args.linewidth_hz, if_hz=if_hz, lo_offset_hz=args.lo_offset_hz,
         lo_drift_hz_per_s=args.lo_drift_hz_per_s, clock_ppm=args.clock_ppm,
-        adc_jitter_s=args.jitter_s, detection=args.detection, seed=seed)
+        adc_jitter_s=args.jitter_s, detection=args.detection,
+        interpolation=getattr(args, "interpolation", None), seed=seed)
 
 
 def build_waveform(args: argparse.Namespace, cfg: LinkConfig, seed: int) -> Waveform:
@@ -105,8 +118,20 @@ def build_waveform(args: argparse.Namespace, cfg: LinkConfig, seed: int) -> Wave
     from dsp.filters import rrc_taps
     from dsp.transmitter import TxConfig, build_frame
 
-    tx = TxConfig(sample_rate_hz=cfg.player_sps, symbol_rate_hz=args.symbol_rate,
-                  rolloff=args.rolloff, v_a=args.va, dac_bits=cfg.profile.dac_bits)
+    if getattr(args, "layout", "default") == "edge":
+        from dsp.layout import edge_layout
+
+        planned = args.planned_linewidth_hz or 2 * args.linewidth_hz
+        try:
+            tx = replace(edge_layout(cfg.player_sps, planned, symbol_rate_hz=args.symbol_rate,
+                                     rolloff=args.rolloff, v_a=args.va,
+                                     transmittance_eta=cfg.fibre_transmittance * cfg.eta,
+                                     v_el=cfg.v_el), dac_bits=cfg.profile.dac_bits)
+        except ValueError as exc:
+            raise UsageError(f"--layout edge: {exc}") from None
+    else:
+        tx = TxConfig(sample_rate_hz=cfg.player_sps, symbol_rate_hz=args.symbol_rate,
+                      rolloff=args.rolloff, v_a=args.va, dac_bits=cfg.profile.dac_bits)
     # simulation only: the ChaCha20 key is derived from the seed so that runs are reproducible
     key = hashlib.sha256(b"cvqkd sim capture " + str(seed).encode()).digest()
     frame = build_frame(tx, args.symbols, key=key, stream_id=0)
@@ -156,7 +181,11 @@ def run_capture(args: argparse.Namespace) -> int:
         raise UsageError(f"the waveform needs {-voa_db:.1f} dB of gain after the modulator: "
                          "lower --va or the pilot power")
     prof = cfg.profile
-    decim = prof.default_decimation
+    decim = args.decimation or prof.default_decimation
+    try:
+        prof.check_decimation(decim)
+    except ValueError as exc:
+        raise UsageError(f"--decimation: {exc}") from None
     nco = cfg.if_hz
     fs_cap = cfg.adc_rate_nominal / decim
     # signal capture: the whole waveform plus the guard on both sides
@@ -199,12 +228,15 @@ def run_capture(args: argparse.Namespace) -> int:
         "link": cfg.as_dict(),
         "rates": {
             "player_sps": cfg.player_sps, "dac_sps": prof.default_dac_sps,
-            "interpolation": prof.default_interpolation, "adc_sps": cfg.adc_rate_nominal,
+            "interpolation": cfg.interpolation or prof.default_interpolation,
+            "adc_sps": cfg.adc_rate_nominal,
             "capture_sps": fs_cap, "clock_ppm": cfg.clock_ppm,
         },
         "ddc": {"mode": "DDC", "nco_hz": nco, "decimation": decim},
         "adc": {"dtype": "int16", "layout": "(n, 2) I, Q", "bits": prof.adc_bits,
-                "shot_noise_rms_lsb_nominal": cfg.rx_gain_lsb,
+                # the model keeps the shot-noise power per Hz: rms scales as sqrt(1/decimation)
+                "shot_noise_rms_lsb_nominal": cfg.rx_gain_lsb * math.sqrt(
+                    prof.default_decimation / decim),
                 "n_samples": n_sig, "calibration_samples": n_cal},
         "symbol_rate": args.symbol_rate,
         "samples_per_symbol": {"player": wf.grid.sps,

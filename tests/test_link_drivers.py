@@ -114,3 +114,22 @@ def test_emit_then_capture_through_the_queue() -> None:
 
     got = asyncio.run(go())
     assert got is em
+
+
+def test_dma_error_mid_session_ends_it_with_the_stores_untouched(tmp_path) -> None:
+    """`cvqkd link --sim` with a DMA slave error on the second frame's capture: the session
+    ends with the hardware reason and the register story; the first frame's data never
+    becomes key (no block closed), both stores stay empty and equal."""
+    from controller.link import count_ready, prepare_workdir, run_link
+
+    cfg = config_from_dict({"physics": {"distance_km": 5.0, "seed": 7},
+                            "modulation": {"v_a": 1.5},
+                            "protocol": {"frame_symbols": 1 << 16, "block_symbols": 1 << 18,
+                                         "code_n": 16000, "xi_abort": 1.0}})
+    wd = prepare_workdir(cfg, tmp_path / "w")
+    report = asyncio.run(run_link(cfg, wd, 3, faults={1: ("dma_error", {"kind": "slave"})}))
+    abort = report.session_abort
+    assert abort is not None and abort["reason"] == "sync_failure"
+    assert "receiver hardware" in abort["detail"] and "slave error" in abort["detail"]
+    assert report.blocks == [] or not any(b.ok for b in report.blocks)
+    assert count_ready(wd.store_alice) == count_ready(wd.store_bob) == 0

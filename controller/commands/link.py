@@ -152,7 +152,9 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     from controller.link import prepare_workdir, run_link
+    from controller.link_memory import single_malloc_arena
 
+    single_malloc_arena()  # before the worker threads allocate: keeps the peak RSS down
     cfg = build_config(args)
     seconds = duration(args)
     frames = None if seconds is not None else frame_count(args, cfg)

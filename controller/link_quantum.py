@@ -72,7 +72,10 @@ class Transmitter(Protocol):
 
 
 def model_config(cfg: LinkConfig) -> ModelConfig:
-    """The waveform model's settings from the link configuration."""
+    """The waveform model's settings from the link configuration. On a board only its design
+    constants are used: the nominal IF (NCO), the modulator's SNU at DAC full scale (VOA), the
+    fibre delay from physics.distance_km (trigger delay) and the clock tolerance (capture
+    length)."""
     p = cfg.physics
     return ModelConfig(
         board=cfg.modulation.board, distance_km=p.distance_km, loss_db_per_km=p.loss_db_per_km,

@@ -1,8 +1,9 @@
 """Summarise operating-point sweeps into reconcile/data/operating_points.json (and a table).
 
 Reads the per-codeword iteration counts of `docs/operating_point_sweep.py` runs
-(docs/fer/op_*.json) and evaluates every iteration cap up to the run's: a codeword succeeds at
-cap c if it decoded to Bob's word within c passes. For each (run, beta, cap):
+(docs/fer/op_*.json), pools runs of the same code and beta, and evaluates every iteration cap
+up to the runs': a codeword succeeds at cap c if it decoded to Bob's word within c passes. For
+each (code, beta, cap):
 
 - errors at the cap, mean passes of the codewords that decoded;
 - the expected passes of a group of 8 codewords, E[max of 8 draws] of min(passes, cap) (failures
@@ -21,35 +22,34 @@ from pathlib import Path
 
 import numpy as np
 
-from reconcile.operating_point import NS_PER_EDGE_PASS
-
-GROUP = 8
+from reconcile.operating_point import NS_PER_EDGE_PASS, expected_group_max
 
 
-def expected_group_max(values: np.ndarray, group: int = GROUP) -> float:
-    """E[max of `group` independent draws from the empirical distribution of `values`]."""
-    v = np.sort(np.asarray(values, float))
-    k = np.arange(1, v.size + 1) / v.size
-    w = k**group - (k - 1.0 / v.size) ** group
-    return float(np.dot(v, w))
-
-
-def rows_of(run: dict, caps: list[int]) -> list[dict]:
+def rows_of(runs: list[dict], caps: list[int]) -> list[dict]:
+    """Rows per (SNR, mother, n_tx, beta, cap); runs of the same code and beta are pooled."""
+    pooled: dict[tuple, dict] = {}
+    for run in runs:
+        for p in run["points"]:
+            key = (run["snr"], run["mother"], p["n_tx"], p["n"], round(p["beta"], 5))
+            entry = pooled.setdefault(key, {"point": p, "iterations": [],
+                                            "max_iter": run["max_iter"]})
+            entry["iterations"] += p["iterations"]
+            entry["max_iter"] = min(entry["max_iter"], run["max_iter"])
     out = []
-    for p in run["points"]:
-        iters = np.array(p["iterations"])
+    for (snr, mother, n_tx, n, beta), entry in sorted(pooled.items()):
+        p, iters = entry["point"], np.array(entry["iterations"])
         ok_any = iters >= 0
-        for cap in (c for c in caps if c <= run["max_iter"]):
+        for cap in (c for c in caps if c <= entry["max_iter"]):
             ok = ok_any & (iters <= cap)
             passes = np.where(ok, iters, cap)
             out.append({
-                "snr": run["snr"], "mother": run["mother"], "n_tx": p["n_tx"],
-                "punctured_fraction": round(p["punctured"] / p["n"], 5),
-                "beta": round(p["beta"], 5), "max_iter": cap, "frames": int(iters.size),
+                "snr": snr, "mother": mother, "n_tx": n_tx,
+                "punctured_fraction": round((n - n_tx) / n, 5),
+                "beta": beta, "max_iter": cap, "frames": int(iters.size),
                 "errors": int(iters.size - ok.sum()),
                 "mean_iterations": round(float(iters[ok].mean()), 2) if ok.any() else float(cap),
                 "group_passes": round(expected_group_max(passes), 2),
-                "edges_per_real": round(p["scheduled_edges"] / p["n_tx"], 5),
+                "edges_per_real": round(p["scheduled_edges"] / n_tx, 5),
             })
     return out
 
@@ -61,9 +61,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     caps = [int(c) for c in args.caps.split(",")]
-    rows = []
-    for f in sorted(args.files):
-        rows += rows_of(json.loads(Path(f).read_text()), caps)
+    rows = rows_of([json.loads(Path(f).read_text()) for f in sorted(args.files)], caps)
     doc = {
         "comment": "Measured reconciliation operating points (docs/operating_point_table.py from "
                    "docs/fer/op_*.json; method in docs/reconciliation.md, 'Operating point').",

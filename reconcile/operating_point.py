@@ -8,7 +8,8 @@ punctured MET mother code at one SNR, one transmitted length n_tx (reals per cod
 beta and one iteration cap, with its frame errors over a seeded run and its decoding cost.
 
 `choose(snr, reals_per_frame, ...)` returns the row that maximises secret bits per second of
-processing, key_rate(beta, FER) / (other CPU + decoding CPU) per real, among rows that apply:
+processing, key_rate(beta, FER) / (other CPU + decoding CPU) per real (or, without a key-rate
+model, beta (1 - FER) within the CPU budget), among rows that apply:
 
 - same mother code, puncturing at the requested SNR not above the measured row's (+0.5 % of n;
   more puncturing only makes decoding harder, density evolution and the measurements agree);
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from scipy import stats
 
 from reconcile import met_codes, rate_adapt
@@ -98,6 +100,27 @@ class OperatingPoint:
     decode_ns_per_real: float  # CPU, including unfilled group lanes
     source: MeasuredPoint
 
+    def adaptation(self) -> rate_adapt.Adaptation:
+        """The punctured code as chosen (built on first use, cached by met_codes)."""
+        return rate_adapt.with_counts(met_codes.get_code(self.mother, self.n), self.punctured, 0)
+
+    def adapt_to(self, snr: float, d: int = 8) -> rate_adapt.Adaptation:
+        """Per frame: the same mother code (same n) punctured for efficiency `beta` at the
+        frame's estimated SNR (`rate_adapt.for_snr`), so small SNR drifts keep beta and the
+        code length; n_tx moves by about 2 % per 0.01 of SNR."""
+        code = met_codes.get_code(self.mother, self.n)
+        return rate_adapt.for_snr(code, snr, self.beta, d, max_fraction=0.6)
+
+
+def expected_group_max(passes: np.ndarray, group: int = LANES) -> float:
+    """E[max of `group` independent draws] from the empirical distribution of `passes`
+    (the layered passes a group of codewords runs: its slowest member's)."""
+    v = np.sort(np.asarray(passes, float))
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError("passes must be a non-empty 1-d array")
+    k = np.arange(1, v.size + 1) / v.size
+    return float(np.dot(v, k**group - (k - 1.0 / v.size) ** group))
+
 
 def fer_upper_bound(errors: int, frames: int, confidence: float = 0.95) -> float:
     """One-sided Clopper-Pearson upper confidence bound of a binomial proportion."""
@@ -147,11 +170,6 @@ def frames_per_batch(codewords_per_frame: int) -> int:
     return MAX_FRAMES_PER_BATCH
 
 
-def default_key_rate(beta: float, fer: float) -> float:
-    """Proxy when the caller gives no key-rate model: reconciled information kept, beta (1-FER)."""
-    return beta * (1.0 - fer)
-
-
 def candidates(snr: float, reals_per_frame: int, d: int = 8) -> list[OperatingPoint]:
     """Every measured row that applies at this SNR and frame size (see the module docstring)."""
     if not snr > 0:
@@ -193,7 +211,7 @@ def choose(
     reals_per_frame: int,
     cpu_ns_per_real: float = math.inf,
     *,
-    key_rate: Callable[[float, float], float] = default_key_rate,
+    key_rate: Callable[[float, float], float] | None = None,
     other_ns_per_real: float = OTHER_NS_PER_REAL,
     fer_max: float = 0.25,
     d: int = 8,
@@ -204,8 +222,10 @@ def choose(
     reals_per_frame: key reals one frame leaves for reconciliation (heterodyne: 2 per symbol).
     cpu_ns_per_real: decoding CPU budget per real, ns (inf: none).
     key_rate(beta, fer): secret bits per key symbol at that efficiency and frame error rate
-    (e.g. the link's finite-size bound for its block); maximised per CPU second:
-    key_rate(beta, fer_upper) / (other_ns_per_real + decode_ns_per_real).
+    (e.g. the link's finite-size bound for its block); the choice maximises secret bits per
+    CPU second, key_rate(beta, fer_upper) / (other_ns_per_real + decode_ns_per_real). Without
+    it, the point with the most reconciled information beta (1 - fer_upper) within the budget
+    (the secret rate rises steeply with beta, but how steeply depends on the channel).
     Raises ValueError if no measured point applies (SNR outside the measured range, frames
     too short, or budget too small).
     """
@@ -220,6 +240,8 @@ def choose(
         )
 
     def score(c: OperatingPoint) -> tuple[float, float]:
+        if key_rate is None:
+            return c.beta * (1.0 - c.fer_upper), -c.decode_ns_per_real
         bits = key_rate(c.beta, c.fer_upper)
         return bits / (other_ns_per_real + c.decode_ns_per_real), -c.decode_ns_per_real
 

@@ -1,0 +1,166 @@
+"""reconcile.operating_point: the measured table, the cost model and the choice."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from reconcile import mdr, met_codes, operating_point, rate_adapt
+from reconcile.finite_size import finite_size_rate
+from reconcile.keyrate import fibre_transmittance
+from reconcile.ldpc_decoder import Decoder
+from reconcile.met_design import capacity_awgn
+
+LINK_SNR = 0.4  # 25 km defaults, per quadrature
+LINK_REALS = 2 * (2**20 - math.floor(0.1 * 2**20))  # one 2^20-symbol frame after 10 % PE
+
+
+def test_fer_upper_bound_is_the_clopper_pearson_limit() -> None:
+    # 0 errors: (1 - p)^n = 0.05 exactly
+    assert operating_point.fer_upper_bound(0, 64) == pytest.approx(1 - 0.05 ** (1 / 64))
+    # k errors: P(X <= k | p_up) = 0.05
+    for k, n in ((1, 16), (5, 64), (30, 64)):
+        p = operating_point.fer_upper_bound(k, n)
+        assert stats.binom.cdf(k, n, p) == pytest.approx(0.05, abs=1e-9)
+    assert operating_point.fer_upper_bound(8, 8) == 1.0
+    with pytest.raises(ValueError):
+        operating_point.fer_upper_bound(3, 2)
+
+
+def test_expected_group_max_against_simulation() -> None:
+    rng = np.random.default_rng(3)
+    passes = rng.integers(10, 300, 50)
+    draws = rng.choice(passes, size=(200_000, 8)).max(axis=1)
+    se = draws.std() / math.sqrt(draws.size)
+    assert operating_point.expected_group_max(passes) == pytest.approx(draws.mean(), abs=5 * se)
+    assert operating_point.expected_group_max(np.array([7, 7, 7])) == pytest.approx(7.0)
+    assert operating_point.expected_group_max(np.array([1, 2]), group=1) == pytest.approx(1.5)
+
+
+def test_frames_per_batch_is_the_smallest_that_fills_the_groups() -> None:
+    for c in range(1, 40):
+        f = operating_point.frames_per_batch(c)
+        fill = [w / (8 * math.ceil(w / 8)) for w in (g * c for g in range(1, 9))]
+        good = [g + 1 for g, x in enumerate(fill) if x >= 15 / 16]
+        assert f == (good[0] if good else 8)
+    assert operating_point.frames_per_batch(2) == 4
+    assert operating_point.frames_per_batch(8) == 1
+    assert operating_point.frames_per_batch(31) == 1
+
+
+def test_adapted_code_sends_n_tx_reals_at_the_requested_rate() -> None:
+    rate = 0.93 * capacity_awgn(LINK_SNR)
+    a = operating_point.adapted_code("met_r0.212", 58976, rate)
+    assert a.transmitted.size == 58976
+    assert a.code.n % 1000 == 0 and a.shortened == 0
+    assert a.punctured == a.code.n - 58976
+    # k moves in steps of 212 bits per 1000 of n: the rate is within half a step
+    assert abs(a.rate - rate) <= 0.5 * 212 / 58976 + 1e-12
+    with pytest.raises(ValueError, match="below"):
+        operating_point.adapted_code("met_r0.225", 58976, 0.2)
+    with pytest.raises(ValueError, match="multiple"):
+        operating_point.adapted_code("met_r0.212", 58977, rate)
+
+
+def test_measured_table_is_consistent() -> None:
+    rows = operating_point.measured_points()
+    assert rows
+    for r in rows:
+        assert r.mother in met_codes.specs()
+        assert 0 <= r.errors <= r.frames and r.frames >= 32
+        assert r.fer_upper >= r.fer
+        assert 0 <= r.punctured_fraction < 0.6
+        assert 0 < r.group_passes <= r.max_iter
+        assert r.mean_iterations <= r.group_passes + 1e-9
+        # puncturing the measured fraction of the mother gives the measured beta
+        rate = met_codes.spec(r.mother).rate / (1 - r.punctured_fraction)
+        assert rate / capacity_awgn(r.snr) == pytest.approx(r.beta, abs=2e-4)
+
+
+def test_choice_at_the_link_snr_respects_budget_and_rules() -> None:
+    best = operating_point.choose(LINK_SNR, LINK_REALS)
+    cands = operating_point.candidates(LINK_SNR, LINK_REALS)
+    assert best in cands
+    ok = [c for c in cands if c.fer_upper <= 0.25]
+    assert best.beta * (1 - best.fer_upper) == max(c.beta * (1 - c.fer_upper) for c in ok)
+    for c in cands:
+        spec = met_codes.spec(c.mother)
+        assert c.codewords_per_frame * c.n_tx <= LINK_REALS
+        assert c.n_tx >= c.source.n_tx - 8 and c.n_tx % 8 == 0
+        # puncturing at this SNR is no more than measured (+ the documented 0.5 % slack)
+        assert c.punctured / c.n <= c.source.punctured_fraction + 0.005 + spec.base_n / c.n
+        a = c.adaptation()
+        assert a.transmitted.size == c.n_tx
+        assert a.beta(LINK_SNR) == pytest.approx(c.beta, rel=1e-12)
+    cheapest = min(c.decode_ns_per_real for c in ok)
+    # a budget between the cheapest and the unconstrained choice is respected
+    budget = 0.5 * (cheapest + best.decode_ns_per_real)
+    if budget > cheapest:
+        tight = operating_point.choose(LINK_SNR, LINK_REALS, budget)
+        assert tight.decode_ns_per_real <= budget
+    with pytest.raises(ValueError, match="no measured"):
+        operating_point.choose(LINK_SNR, LINK_REALS, 0.5 * cheapest)
+    with pytest.raises(ValueError, match="no measured"):
+        operating_point.choose(5.0, LINK_REALS)  # far outside the measured SNRs
+
+
+def test_choice_with_the_25km_finite_size_rate_maximises_bits_per_cpu_second() -> None:
+    t = float(fibre_transmittance(25.0))
+
+    def key_rate(beta: float, fer: float, n_total: float = 1e7) -> float:
+        r = finite_size_rate(4.0, t, 0.02, beta, n_total=n_total, fer=fer, eta=0.7, v_el=0.1)
+        return float(r.k_finite)
+
+    for n_total in (1e7, 3e7):
+        def kr(beta: float, fer: float, n: float = n_total) -> float:
+            return key_rate(beta, fer, n)
+
+        best = operating_point.choose(LINK_SNR, LINK_REALS, key_rate=kr)
+        ok = [c for c in operating_point.candidates(LINK_SNR, LINK_REALS) if c.fer_upper <= 0.25]
+        per_cpu = [kr(c.beta, c.fer_upper) / (operating_point.OTHER_NS_PER_REAL
+                                             + c.decode_ns_per_real) for c in ok]
+        assert kr(best.beta, best.fer_upper) / (
+            operating_point.OTHER_NS_PER_REAL + best.decode_ns_per_real) == max(per_cpu)
+
+
+def _decode_errors(point: operating_point.OperatingPoint, snr: float, frames: int,
+                   seed: int) -> int:
+    """Codewords of `point` that fail at its cap on fresh simulated data (as the sweep)."""
+    a = point.adaptation()
+    code = a.code
+    rng = np.random.default_rng(seed)
+    words = np.empty((frames, code.n), np.uint8)
+    llr = np.empty((frames, code.n), np.float32)
+    for i in range(frames):
+        words[i] = rate_adapt.bob_word(a, rng.integers(0, 2, code.n))
+        x = rng.normal(size=a.transmitted.size)
+        y = x + rng.normal(scale=math.sqrt(1 / snr), size=x.size)
+        alpha, norms = mdr.bob_encode(y, words[i, a.transmitted], 8)
+        llr[i] = rate_adapt.alice_llr(a, mdr.alice_llr(x, alpha, norms, 8, 1 / snr))
+    res = Decoder(code).decode(llr, code.syndrome(words), max_iter=point.max_iter, threads=2)
+    return int(frames - np.sum(res.converged & np.all(res.bits == words, axis=1)))
+
+
+def _allowed(point: operating_point.OperatingPoint, frames: int) -> int:
+    """Errors that a code at the promised FER (its 95 % upper bound) exceeds with < 0.1 %."""
+    return int(stats.binom.ppf(0.999, frames, point.fer_upper))
+
+
+def test_cheapest_link_point_decodes_at_its_promised_fer() -> None:
+    cands = operating_point.candidates(LINK_SNR, LINK_REALS)
+    point = min((c for c in cands if c.fer_upper <= 0.25), key=lambda c: c.decode_ns_per_real)
+    assert _decode_errors(point, LINK_SNR, 16, seed=101) <= _allowed(point, 16)
+
+
+@pytest.mark.slow
+def test_chosen_link_point_decodes_at_its_promised_fer() -> None:
+    point = operating_point.choose(LINK_SNR, LINK_REALS)
+    frames = 32
+    errors = _decode_errors(point, LINK_SNR, frames, seed=102)
+    print(f"{point.mother} n={point.n} n_tx={point.n_tx} beta={point.beta:.4f} "
+          f"cap={point.max_iter}: {errors}/{frames} (measured {point.source.errors}/"
+          f"{point.source.frames})")
+    assert errors <= _allowed(point, frames)

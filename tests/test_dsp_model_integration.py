@@ -20,11 +20,17 @@ def _cli(module, argv):
     return args.func(args)
 
 
-def _capture(path, seed, combined_linewidth_hz, **kw):
-    argv = ["sim", "capture", "--out", str(path), "--seed", str(seed), "--symbols", "100000",
+# the wide capture: 1 GS/s (ADC 4 GS/s, DDC x4; DAC 4 GS/s, x4), edge layout, the model
+# rendering at 4 GS/s and the x4 decimation in software (skirts filtered, not aliased)
+WIDE = ["--decimation", "4", "--interpolation", "4", "--layout", "edge",
+        "--model-oversample", "4"]
+
+
+def _capture(path, seed, combined_linewidth_hz, symbols=100_000, extra=(), **kw):
+    argv = ["sim", "capture", "--out", str(path), "--seed", str(seed), "--symbols", str(symbols),
             "--distance-km", "25", "--va", "4", "--eta", "0.7", "--vel", "0.1", "--xi", "0.02",
             "--linewidth-hz", str(combined_linewidth_hz / 2), "--lo-offset-hz", "50e6",
-            "--lo-drift-hz-per-s", "1e6", "--clock-ppm", str(kw.get("ppm", 20.0))]
+            "--lo-drift-hz-per-s", "1e6", "--clock-ppm", str(kw.get("ppm", 20.0)), *extra]
     assert _cli(sim_cmd, argv) == 0
 
 
@@ -34,8 +40,10 @@ def _xi_added(d, summary):
     x = np.load(d / "alice_symbols.npy")
     g = np.load(d / "genie_symbols.npy")
     b = np.load(d / "bob_symbols.npy")
+    cfg = meta["waveform"]["config"]
+    sps = round(cfg["sample_rate_hz"] / cfg["symbol_rate_hz"])
     n0_true = meta["adc"]["shot_noise_rms_lsb_nominal"] ** 2 * chain_noise_gain(
-        summary["smoother_a"], summary["phase_pilot_cycles_per_sample"], 5, 0.2)
+        summary["smoother_a"], summary["phase_pilot_cycles_per_sample"], sps, cfg["rolloff"])
     b = b * np.sqrt(summary["shot_noise_adc2"] / n0_true)
     ok = np.isfinite(g)
 
@@ -89,6 +97,49 @@ def test_model_sync_many_seeds(tmp_path, capsys, seed):
     summary = json.loads((d / "dsp_summary.json").read_text())
     assert summary["ok"] and np.load(d / "bob_mask.npy").all()
     assert _xi_added(d, summary) < 0.03
+
+
+def test_model_wide_capture_10khz(tmp_path, capsys):
+    d = tmp_path / "wide"
+    _capture(d, 11, 10e3, extra=WIDE)
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["rates"]["capture_sps"] == 1e9 and meta["ddc"]["decimation"] == 4
+    assert _cli(dsp_cmd, ["dsp", "--in", str(d), "--json", "--disclose-fraction", "0.5"]) == 0
+    summary = json.loads((d / "dsp_summary.json").read_text())
+    assert summary["ok"] and np.load(d / "bob_mask.npy").all()
+    assert summary["clock_offset_ppm"] == pytest.approx(20.0, abs=0.1)
+    # the coarse estimate: mean frequency over 0.26 ms, ~3 ms after the model's t = 0 (1 MHz/s
+    # drift: +3 kHz), moved by the laser phase's random walk (~2.5 kHz rms at 10 kHz)
+    assert summary["lo_offset_hz"] == pytest.approx(50e6, abs=1e4)
+    assert summary["transmittance"] == pytest.approx(0.316, rel=0.05)
+    # target 0.005; one capture of 1e5 symbols has a statistical sd of about 0.002
+    assert -0.005 < _xi_added(d, summary) < 0.009
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lw, target", [(10e3, 0.005), (100e3, 0.02)])
+def test_model_wide_capture_targets(tmp_path, capsys, lw, target):
+    """Mean over 4 captures of 2.5e5 symbols (sd of the mean about 0.0007)."""
+    vals = []
+    for seed in range(4):
+        d = tmp_path / f"w{seed}"
+        _capture(d, 600 + seed, lw, symbols=250_000, extra=WIDE)
+        assert _cli(dsp_cmd, ["dsp", "--in", str(d), "--json"]) == 0
+        vals.append(_xi_added(d, json.loads((d / "dsp_summary.json").read_text())))
+        shutil.rmtree(d)
+    assert np.mean(vals) < target, vals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(50))
+def test_model_wide_sync_many_seeds(tmp_path, capsys, seed):
+    d = tmp_path / "cap"
+    ppm = float(np.linspace(-20, 20, 50)[seed])
+    _capture(d, 2000 + seed, 10e3, symbols=50_000, extra=WIDE, ppm=ppm)
+    assert _cli(dsp_cmd, ["dsp", "--in", str(d), "--json"]) == 0
+    summary = json.loads((d / "dsp_summary.json").read_text())
+    assert summary["ok"] and np.load(d / "bob_mask.npy").all()
+    assert summary["clock_offset_ppm"] == pytest.approx(ppm, abs=0.15)
 
 
 def _capture_real_if(path, seed, combined_linewidth_hz, n_symbols=40000):

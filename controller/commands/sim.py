@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the board's, 8: 500 MS/s on the RFSoC 4x2)")
     p.add_argument("--interpolation", type=int, default=None, metavar="I",
                    help="DAC interpolation: player rate = DAC rate / I (default: the board's)")
+    p.add_argument("--model-oversample", type=int, default=1, metavar="K",
+                   help="the model renders the down-converter's output at K times the capture "
+                        "rate (decimation D/K) and a software stage decimates by K: the laser "
+                        "phase-noise skirts outside the pass band are then filtered as by the "
+                        "board's DDC instead of aliased (default 1; 4 for excess-noise studies)")
     p.add_argument("--layout", choices=("default", "edge"), default="default",
                    help="--waveform dsp: frame layout; 'edge' puts the data band and the phase "
                         "pilot at opposite edges of the pass band, with the pilot's power "
@@ -151,8 +156,23 @@ def _pilots(wf: Waveform) -> list[dict]:
     return [{"freq_hz": q["freq_hz"], "amplitude_snu": q["amplitude"]} for q in p["pilots"]]
 
 
-def _record(model: LinkModel, settings: AdcSettings, path: Path) -> None:
-    """Stream one capture into an .npy file without holding it in memory."""
+def _record(model: LinkModel, settings: AdcSettings, path: Path, oversample: int = 1) -> None:
+    """Stream one capture into an .npy file without holding it in memory. With oversample K > 1
+    (DDC mode) the model renders at decimation D/K into a temporary file and
+    `dsp.ddc.decimate_iq` (the DDC's filter: flat to 0.4, stop from 0.6 of the output rate)
+    brings it to D; the result starts (L - 1) / 2 model samples (L filter taps) later."""
+    if oversample > 1:
+        from dsp.ddc import decimate_iq, lowpass
+
+        taps = lowpass(oversample).size
+        fine = replace(settings, n_samples=settings.n_samples * oversample + taps - 1,
+                       decimation=settings.decimation // oversample)
+        tmp = path.with_name(path.stem + ".model.npy")
+        _record(model, fine, tmp)
+        np.save(path, decimate_iq(np.load(tmp, mmap_mode="r"), oversample),
+                allow_pickle=False)
+        tmp.unlink()
+        return
     shape = (settings.n_samples, 2) if settings.mode == AdcMode.DDC else (settings.n_samples,)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.int16, shape=shape)
     pos = 0
@@ -186,6 +206,10 @@ def run_capture(args: argparse.Namespace) -> int:
         prof.check_decimation(decim)
     except ValueError as exc:
         raise UsageError(f"--decimation: {exc}") from None
+    over = args.model_oversample
+    if over < 1 or decim % over or (decim // over) not in prof.decimations:
+        raise UsageError(f"--model-oversample {over}: decimation {decim} / {over} must be one "
+                         f"of the board's {prof.decimations}")
     nco = cfg.if_hz
     fs_cap = cfg.adc_rate_nominal / decim
     # signal capture: the whole waveform plus the guard on both sides
@@ -200,7 +224,7 @@ def run_capture(args: argparse.Namespace) -> int:
                          ("electronic_noise", OpticalSwitch.LO_OFF)):
         model.set_frontend(FrontEnd(switch=switch, voa_db=voa_db))
         _record(model, AdcSettings(n_samples=n_cal, nco_hz=nco, decimation=decim),
-                out / f"{name}.npy")
+                out / f"{name}.npy", over)
         statuses[name] = model.status().__dict__
     model.set_frontend(FrontEnd(voa_db=voa_db))
     t_play = model.now_s
@@ -212,7 +236,8 @@ def run_capture(args: argparse.Namespace) -> int:
     # the files and the model hold what is needed: free the waveform's big arrays
     wf = replace(wf, iq=np.empty((0, 2), np.int16), symbols=np.empty(0, np.complex128))
     model.advance(max(0.0, cfg.delay_s - GUARD_S))
-    _record(model, AdcSettings(n_samples=n_sig, nco_hz=nco, decimation=decim), out / "adc.npy")
+    _record(model, AdcSettings(n_samples=n_sig, nco_hz=nco, decimation=decim), out / "adc.npy",
+            over)
     statuses["signal"] = model.status().__dict__
     truth = model.ground_truth()
     genie = truth.genie
@@ -232,7 +257,7 @@ def run_capture(args: argparse.Namespace) -> int:
             "adc_sps": cfg.adc_rate_nominal,
             "capture_sps": fs_cap, "clock_ppm": cfg.clock_ppm,
         },
-        "ddc": {"mode": "DDC", "nco_hz": nco, "decimation": decim},
+        "ddc": {"mode": "DDC", "nco_hz": nco, "decimation": decim, "model_oversample": over},
         "adc": {"dtype": "int16", "layout": "(n, 2) I, Q", "bits": prof.adc_bits,
                 # the model keeps the shot-noise power per Hz: rms scales as sqrt(1/decimation)
                 "shot_noise_rms_lsb_nominal": cfg.rx_gain_lsb * math.sqrt(

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -194,6 +195,8 @@ def run_tx(args: argparse.Namespace) -> int:
               file=out, flush=True)
 
     def session_done(report: LinkReport) -> None:
+        progress.done()  # the next session's bar starts afresh
+        progress.done_frames, progress.t0 = 0, time.monotonic()
         if args.json:
             print(json.dumps(report.to_json()), flush=True)
         elif many:

@@ -42,6 +42,7 @@ from controller.link_quantum import (
     OverlayReceiver,
     calibrates_before,
     capture_samples,
+    check_health,
     hardware_abort,
     model_config,
     voa_for,
@@ -139,6 +140,7 @@ class FibreTransmitter:
         self._physics.advance(tail / self.player_sps)
 
     def _arm_board(self, iq: np.ndarray, voa_db: float) -> None:
+        check_health(self.overlay, "transmitter")
         player = self.overlay.dac_player
         if player.status()["ARMED"]:  # a frame Bob never triggered (aborted)
             player.stop()

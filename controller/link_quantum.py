@@ -111,6 +111,14 @@ def voa_for(em: Emission, dac_fs_snu: float) -> float:
     return float(voa)
 
 
+def check_health(overlay: CvqkdOverlay, what: str) -> None:
+    """Raise OverlayError if a board alarm (over-temperature, converter PLL unlock) latched
+    since the last check (the alarms are read and cleared)."""
+    alarms = {k for k, v in overlay.board_info.alarms(clear=True).items() if v}
+    if alarms:
+        raise OverlayError(f"{what}: board alarm {', '.join(sorted(alarms))} (board_info.ALARMS)")
+
+
 def hardware_abort(exc: OverlayError) -> LinkAbort:
     """A driver failure during a capture (DMA error or stall, no trigger, ...) ends the
     session: the receiver cannot be trusted to deliver the next frame either."""
@@ -138,6 +146,7 @@ class OverlayReceiver:
         fe.enable(laser=True, lo=True)
         fe.set_switch("SIGNAL")
         fe.errors(clear=True)
+        overlay.board_info.alarms(clear=True)
 
     @property
     def player_sps(self) -> float:
@@ -187,6 +196,7 @@ class OverlayReceiver:
                                 monitor_power_w=1e-3 * 10 ** (fe.monitor_power_dbm() / 10),
                                 clip_count=cap.clip_count, overflow=cap.overflow,
                                 trigger_sample=cap.trigger_sample)
+            check_health(self.overlay, f"frame {em.frame}'s capture")
         except OverlayError as exc:
             raise hardware_abort(exc) from None
         finally:

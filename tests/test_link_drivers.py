@@ -102,6 +102,19 @@ def test_dma_stall_ends_the_session_and_the_receiver_recovers() -> None:
     assert np.asarray(cap.iq).std() > 100  # real samples, not an empty buffer
 
 
+@pytest.mark.parametrize("fault", [("clock_unlock", {"which": "adc"}),
+                                   ("overtemp", {"temp_mc": 101_000})])
+def test_board_alarms_during_a_capture_end_the_session(fault) -> None:
+    """A converter PLL unlock or over-temperature latched in board_info.ALARMS during the
+    frame's capture: the samples cannot be trusted, the session ends (hardware reason)."""
+    cfg = small_config()
+    qc = SimQuantumChannel(cfg, faults={0: fault})
+    with pytest.raises(LinkAbort) as exc:
+        qc.capture(frame(cfg, 0))
+    assert "board alarm" in exc.value.detail
+    assert qc.capture(frame(cfg, 1)).status.lo_locked  # cleared: the next capture is fine
+
+
 def test_emit_then_capture_through_the_queue() -> None:
     """Alice's emit hands Bob's side the frame (one board: no public timing)."""
     cfg = small_config()

@@ -1,5 +1,7 @@
-"""Benchmarks of the receiver chain (`make bench`): throughput and peak memory on a 10^6-symbol
-capture of the reference scenario from the test channel (5.03 M complex samples, 20 MB)."""
+"""Benchmarks of the receiver chain (`make bench`): throughput and peak memory on captures of
+the reference scenario from the test channel: the default layout at 500 MS/s (10^6 symbols,
+5.03 M complex samples, 20 MB) and the edge layout at 1 GS/s (5 x 10^5 symbols, 5.03 M
+samples: the same samples, half the symbols)."""
 
 import time
 import tracemalloc
@@ -8,21 +10,26 @@ import numpy as np
 import pytest
 from dsp_channel import ChannelParams, run_channel
 
+from dsp.layout import edge_layout
 from dsp.receiver import receive
 from dsp.transmitter import TxConfig, build_frame
 
-N_DATA = 1_000_000
+LAYOUTS = {"default-500M": (TxConfig(), 1_000_000),
+           "edge-1G": (edge_layout(1e9, 10e3), 500_000)}
 
 
-@pytest.fixture(scope="module")
-def capture(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def capture(request, tmp_path_factory):
+    cfg, n_data = LAYOUTS[request.param]
     d = tmp_path_factory.mktemp("dspbench")
-    f = build_frame(TxConfig(), N_DATA, bytes(32), 1)
+    f = build_frame(cfg, n_data, bytes(32), 1)
     ch = run_channel(f.meta, f.symbols, ChannelParams(linewidth_hz=10e3))
     for name in ("adc", "shot", "elec"):
         np.save(d / f"{name}.npy", ch[name])
-    idx = np.arange(0, N_DATA, 10)
-    return {"dir": d, "meta": f.meta, "idx": idx, "x": f.symbols[idx]}
+    del ch
+    idx = np.arange(0, n_data, 10)
+    return {"dir": d, "meta": f.meta, "idx": idx, "x": f.symbols[idx],
+            "rate": cfg.sample_rate_hz, "n_data": n_data}
 
 
 def _run(c):
@@ -30,7 +37,7 @@ def _run(c):
     adc = np.load(d / "adc.npy", mmap_mode="r")
     shot = np.load(d / "shot.npy", mmap_mode="r")
     elec = np.load(d / "elec.npy", mmap_mode="r")
-    return receive(adc, c["meta"], 500e6, c["idx"], c["x"], shot, elec, eta=0.7), adc
+    return receive(adc, c["meta"], c["rate"], c["idx"], c["x"], shot, elec, eta=0.7), adc
 
 
 @pytest.mark.benchmark
@@ -47,6 +54,7 @@ def test_bench_receiver_throughput(benchmark, capture):
         _run(capture)
         cpu.append(time.process_time() - t0)
     benchmark.extra_info["M_samples_per_cpu_s"] = adc.shape[0] / min(cpu) / 1e6
+    benchmark.extra_info["M_symbols_per_cpu_s"] = capture["n_data"] / min(cpu) / 1e6
     benchmark.extra_info["timings_s"] = res.summary["timings_s"]
     assert res.mask.all()
 

@@ -100,3 +100,40 @@ def test_large_capture_with_the_dsp_frame_measures_t_and_xi(tmp_path):
     assert abs(big_t - link["fibre_transmittance"]) < 5 * sd_t
     assert abs(xi - link["xi"]) < 5 * sd_xi
     assert sd_xi < 0.01
+
+
+def test_wide_capture_flags(tmp_path):
+    """--decimation/--interpolation/--layout edge/--model-oversample: a 1 GS/s capture whose
+    shot-noise records are at the nominal level for that decimation (rms x sqrt(8/4))."""
+    out = tmp_path / "wide"
+    assert main(["sim", "capture", "--out", str(out), "--symbols", "20000", "--seed", "3",
+                 "--linewidth-hz", "5e3", "--eta", "0.7", "--vel", "0.1",
+                 "--decimation", "4", "--interpolation", "4", "--layout", "edge",
+                 "--model-oversample", "4"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["rates"]["capture_sps"] == 1e9 and meta["rates"]["player_sps"] == 1e9
+    assert meta["ddc"] == {"mode": "DDC", "nco_hz": 1e9, "decimation": 4,
+                           "model_oversample": 4}
+    g = meta["adc"]["shot_noise_rms_lsb_nominal"]
+    assert g == pytest.approx(1024 * math.sqrt(2))
+    shot = _load(out, "shot_noise.npy").astype(float) / g
+    assert shot.shape[0] == meta["adc"]["calibration_samples"]
+    # in the pass band the decimated record keeps the model's level: 1 + v_el per quadrature
+    # at the symbol spacing (white within +-0.4 of the rate, the filter's roll-off beyond)
+    spec = np.abs(np.fft.fft(shot[:, 0] + 1j * shot[:, 1])) ** 2 / shot.shape[0]
+    f = np.fft.fftfreq(shot.shape[0])
+    assert np.mean(spec[np.abs(f) < 0.35]) / 2 == pytest.approx(1.1, rel=0.02)
+    wf = meta["waveform"]
+    assert wf["signal_offset_hz"] < -200e6 and wf["pilots"][0]["freq_hz"] > 300e6
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--decimation", "7"], "--decimation"),
+    (["--model-oversample", "3"], "--model-oversample"),
+    (["--interpolation", "20", "--decimation", "20", "--symbol-rate", "50e6", "--layout",
+      "edge"], "--layout edge"),
+])
+def test_wide_capture_bad_flags(tmp_path, capsys, argv, msg):
+    rc = main(["sim", "capture", "--out", str(tmp_path / "x"), "--symbols", "1000", *argv])
+    assert rc == 2
+    assert msg in capsys.readouterr().err

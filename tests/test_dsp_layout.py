@@ -8,6 +8,7 @@ from dsp_channel import (
     _laser_phase_and_pilots,
     chain_noise_gain,
     dsp_added_noise,
+    pilot_to_data,
     run_channel,
 )
 from scipy.signal import welch
@@ -78,7 +79,7 @@ def _run(lw, seed, n_data, fs=1e9):
     r = receive(ch["adc"], f.meta, fs, idx, f.symbols[idx], ch["shot"], ch["elec"], eta=p.eta)
     s = r.summary
     resc = np.sqrt(s["shot_noise_adc2"] / ch["adc_scale"] ** 2 / chain_noise_gain(
-        s["smoother_a"], s["phase_pilot_cycles_per_sample"], cfg.sps, cfg.rolloff))
+        s["smoother_a"], pilot_to_data(f.meta), cfg.sps, cfg.rolloff))
     return r, dsp_added_noise(r.symbols, ch["genie"], f.symbols, p.v_el, resc)
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from dsp_channel import chain_noise_gain
+from dsp_channel import chain_noise_gain, pilot_to_data
 
 from controller.cli import UsageError
 from controller.commands import dsp as dsp_cmd
@@ -43,7 +43,7 @@ def _xi_added(d, summary):
     cfg = meta["waveform"]["config"]
     sps = round(cfg["sample_rate_hz"] / cfg["symbol_rate_hz"])
     n0_true = meta["adc"]["shot_noise_rms_lsb_nominal"] ** 2 * chain_noise_gain(
-        summary["smoother_a"], summary["phase_pilot_cycles_per_sample"], sps, cfg["rolloff"])
+        summary["smoother_a"], pilot_to_data(meta["waveform"]), sps, cfg["rolloff"])
     b = b * np.sqrt(summary["shot_noise_adc2"] / n0_true)
     ok = np.isfinite(g)
 

@@ -3,7 +3,7 @@ the excess noise added by the DSP relative to the ideal receiver on the same noi
 
 import numpy as np
 import pytest
-from dsp_channel import ChannelParams, chain_noise_gain, dsp_added_noise, run_channel
+from dsp_channel import ChannelParams, chain_noise_gain, dsp_added_noise, pilot_to_data, run_channel
 
 from dsp.receiver import SyncError, receive
 from dsp.transmitter import TxConfig, build_frame
@@ -20,7 +20,7 @@ def _run(n_data, seed=1, **kw):
                 eta=p.eta)
     s = r.summary
     resc = np.sqrt(s["shot_noise_adc2"] / ch["adc_scale"] ** 2 / chain_noise_gain(
-        s["smoother_a"], s["phase_pilot_cycles_per_sample"], 5, 0.2))
+        s["smoother_a"], pilot_to_data(f.meta), 5, 0.2))
     return f, ch, r, dsp_added_noise(r.symbols, ch["genie"], f.symbols, p.v_el, resc)
 
 

@@ -90,17 +90,16 @@ def build_config(args: argparse.Namespace) -> LinkConfig:
         raise UsageError(str(exc)) from None
 
 
-def frame_count(args: argparse.Namespace, cfg: LinkConfig) -> int:
-    """Frames of the run: --frames, or one block's worth; with --duration (cvqkd tx, which
-    does not take a wall-time limit yet) the frames of S seconds at the symbol rate."""
-    n = cfg.protocol.frame_symbols
+def frame_count(args: argparse.Namespace, cfg: LinkConfig) -> int | None:
+    """Frames of the run: --frames, None with --duration (a wall-time limit, `duration`), or
+    one block's worth."""
     if args.frames is not None:
         if args.frames < 1:
             raise UsageError("--frames must be >= 1")
         return args.frames
     if args.duration is not None:
-        return max(1, math.ceil(duration(args) * cfg.modulation.symbol_rate_hz / n))
-    return max(1, math.ceil(cfg.protocol.block_symbols / n))
+        return None
+    return max(1, math.ceil(cfg.protocol.block_symbols / cfg.protocol.frame_symbols))
 
 
 def duration(args: argparse.Namespace) -> float | None:
@@ -157,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     single_malloc_arena()  # before the worker threads allocate: keeps the peak RSS down
     cfg = build_config(args)
     seconds = duration(args)
-    frames = None if seconds is not None else frame_count(args, cfg)
+    frames = frame_count(args, cfg)
     out = sys.stderr if args.json else sys.stdout
     wd = prepare_workdir(cfg, args.workdir)
     p = cfg.physics

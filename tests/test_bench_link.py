@@ -13,6 +13,7 @@ model; report symbols per second of processing and the stage times of both ends.
 
 import asyncio
 import shutil
+import time
 
 import pytest
 
@@ -74,10 +75,15 @@ def test_bench_link_25km_replay(benchmark, tmp_path, monkeypatch):
     monkeypatch.setattr(link_alice, "build_frame", build_once)
     monkeypatch.setattr(link, "SimQuantumChannel", ReplayChannel)
 
+    cpu = []
+
     def once():
         root = tmp_path / "w"
         shutil.rmtree(root, ignore_errors=True)
-        return asyncio.run(run_link(cfg, prepare_workdir(cfg, root), frames))
+        t0 = time.process_time()
+        report = asyncio.run(run_link(cfg, prepare_workdir(cfg, root), frames))
+        cpu.append(time.process_time() - t0)
+        return report
 
     once()  # numba caches, codes and decoders
     report = benchmark.pedantic(once, rounds=2, iterations=1)
@@ -85,5 +91,6 @@ def test_bench_link_25km_replay(benchmark, tmp_path, monkeypatch):
     assert s["session_abort"] is None and s["frames_ok"] == frames
     benchmark.extra_info.update({
         "symbols_per_s": frames * cfg.protocol.frame_symbols / benchmark.stats.stats.min,
+        "process_cpu_s": [round(c, 2) for c in cpu[1:]],
         "stage_seconds_alice": s["stage_seconds_alice"],
         "stage_seconds_bob": s["stage_seconds_bob"]})

@@ -11,8 +11,9 @@ beta and one iteration cap, with its frame errors over a seeded run and its deco
 processing, key_rate(beta, FER) / (other CPU + decoding CPU) per real (or, without a key-rate
 model, beta (1 - FER) within the CPU budget), among rows that apply:
 
-- same mother code, puncturing at the requested SNR not above the measured row's (+0.5 % of n;
-  more puncturing only makes decoding harder, density evolution and the measurements agree);
+- same mother code, beta at most the measured one (+0.001) and puncturing at the requested SNR
+  not above the measured row's (+0.5 % of n; more puncturing only makes decoding harder,
+  density evolution and the measurements agree);
 - the frame's reals give codewords at least as long as the measured ones (longer codes of the
   same ensemble decode at least as well in the waterfall);
 - decoding CPU within the budget, frame error rate's 95 % upper bound within `fer_max`.
@@ -49,6 +50,9 @@ NS_PER_EDGE_PASS = 3.8
 # points with different decoding costs depends on it.
 OTHER_NS_PER_REAL = 1000.0
 MAX_FRAMES_PER_BATCH = 8
+# A point may run at most this much above the measured beta (n moves in steps of base_n bits,
+# i.e. beta in steps of rate * base_n / (n_tx C), 0.1-1.4 % for these lengths).
+BETA_SLACK = 0.001
 
 
 @dataclass(frozen=True)
@@ -179,19 +183,18 @@ def candidates(snr: float, reals_per_frame: int, d: int = 8) -> list[OperatingPo
     out = []
     for row in measured_points():
         spec = met_codes.spec(row.mother)
-        rate = row.beta * capacity_awgn(snr)
-        if rate < spec.rate:  # would need shortening, which these codes do not tolerate
-            continue
-        if 1.0 - spec.rate / rate > row.punctured_fraction + 0.005:
-            continue
         per_frame = reals_per_frame // row.n_tx
         if per_frame < 1:
             continue
         n_tx = reals_per_frame // per_frame // d * d  # >= row.n_tx up to d - 1 reals
         if n_tx < row.n_tx - d:
             continue
-        n = max(spec.base_n, round(rate * n_tx / spec.rate / spec.base_n) * spec.base_n)
-        if n < n_tx:
+        # the longest admissible code whose beta at this SNR is not above the measured one
+        cap_rate = (row.beta + BETA_SLACK) * capacity_awgn(snr)
+        n = math.floor(cap_rate * n_tx / spec.rate / spec.base_n) * spec.base_n
+        if n < n_tx:  # would need shortening, which these codes do not tolerate
+            continue
+        if (n - n_tx) / n > row.punctured_fraction + 0.005:
             continue
         k = n // spec.base_n * (spec.base_n - spec.ensemble.base_m)
         fpb = frames_per_batch(per_frame)

@@ -90,8 +90,12 @@ def test_choice_at_the_link_snr_respects_budget_and_rules() -> None:
         spec = met_codes.spec(c.mother)
         assert c.codewords_per_frame * c.n_tx <= LINK_REALS
         assert c.n_tx >= c.source.n_tx - 8 and c.n_tx % 8 == 0
+        assert c.beta <= c.source.beta + operating_point.BETA_SLACK + 1e-12
         # puncturing at this SNR is no more than measured (+ the documented 0.5 % slack)
         assert c.punctured / c.n <= c.source.punctured_fraction + 0.005 + spec.base_n / c.n
+        k = c.n // spec.base_n * (spec.base_n - spec.ensemble.base_m)
+        assert c.beta == pytest.approx(k / c.n_tx / capacity_awgn(LINK_SNR), rel=1e-12)
+    for c in {c.n: c for c in cands if c.n <= 300_000}.values():  # build the short ones
         a = c.adaptation()
         assert a.transmitted.size == c.n_tx
         assert a.beta(LINK_SNR) == pytest.approx(c.beta, rel=1e-12)

@@ -1,0 +1,60 @@
+"""pytest-benchmark: decoding one batch of the link's reconciliation operating points.
+
+For the points `reconcile.operating_point.choose` returns at the 25 km link's SNR (0.40 per
+quadrature, one 2^20-symbol frame after 10 % PE), one round decodes one full decoder batch
+(8 codewords, the frame's or several frames') of simulated data at the point's beta and cap.
+`extra_info` holds the CPU per real (all threads), the table's predicted figure, the errors
+and the load average.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+
+from reconcile import mdr, operating_point, rate_adapt
+from reconcile.ldpc_decoder import Decoder
+
+SNR = 0.4
+REALS = 2 * (2**20 - math.floor(0.1 * 2**20))
+
+
+def _batch(point: operating_point.OperatingPoint, seed: int):
+    a = point.adaptation()
+    code = a.code
+    rng = np.random.default_rng(seed)
+    words = np.empty((8, code.n), np.uint8)
+    llr = np.empty((8, code.n), np.float32)
+    for i in range(8):
+        words[i] = rate_adapt.bob_word(a, rng.integers(0, 2, code.n))
+        x = rng.normal(size=a.transmitted.size)
+        y = x + rng.normal(scale=math.sqrt(1 / SNR), size=x.size)
+        alpha, norms = mdr.bob_encode(y, words[i, a.transmitted], 8)
+        llr[i] = rate_adapt.alice_llr(a, mdr.alice_llr(x, alpha, norms, 8, 1 / SNR))
+    return code, llr, code.syndrome(words), words
+
+
+@pytest.mark.benchmark(group="operating-point")
+@pytest.mark.parametrize("budget", [math.inf, 500.0])
+def test_decode_one_batch_of_the_chosen_point(benchmark, budget):
+    point = operating_point.choose(SNR, REALS, budget)
+    code, llr, syn, words = _batch(point, seed=7)
+    dec = Decoder(code)
+    cpu = time.process_time()
+    res = benchmark.pedantic(dec.decode, args=(llr, syn), rounds=2, iterations=1,
+                             kwargs={"max_iter": point.max_iter, "threads": 2})
+    cpu_per_round = (time.process_time() - cpu) / 2
+    errors = int(8 - np.sum(res.converged & np.all(res.bits == words, axis=1)))
+    benchmark.extra_info.update({
+        "point": f"{point.mother} n={point.n} n_tx={point.n_tx} beta={point.beta:.4f} "
+                 f"cap={point.max_iter}",
+        "cpu_ns_per_real": cpu_per_round * 1e9 / (8 * point.n_tx),
+        "predicted_ns_per_real": point.decode_ns_per_real,
+        "passes_of_the_group": int(res.iterations.max()),
+        "errors_of_8": errors,
+        "loadavg": os.getloadavg(),
+    })

@@ -159,12 +159,12 @@ def _pilots(wf: Waveform) -> list[dict]:
 def _record(model: LinkModel, settings: AdcSettings, path: Path, oversample: int = 1) -> None:
     """Stream one capture into an .npy file without holding it in memory. With oversample K > 1
     (DDC mode) the model renders at decimation D/K into a temporary file and
-    `dsp.ddc.decimate_iq` (the DDC's filter: flat to 0.4, stop from 0.6 of the output rate)
+    `dsp.ddc.decimate_iq` (the DDC's filter: flat to 0.4, 100 dB from 0.6 of the output rate)
     brings it to D; the result starts (L - 1) / 2 model samples (L filter taps) later."""
     if oversample > 1:
         from dsp.ddc import decimate_iq, lowpass
 
-        taps = lowpass(oversample).size
+        taps = lowpass(oversample, atten_db=100.0).size
         fine = replace(settings, n_samples=settings.n_samples * oversample + taps - 1,
                        decimation=settings.decimation // oversample)
         tmp = path.with_name(path.stem + ".model.npy")

@@ -274,9 +274,14 @@ def test_frames_pipelined_two_deep(good_run, tmp_path: Path, monkeypatch) -> Non
     root = tmp_path / "w"
     shutil.copytree(root0, root)
     small = dataclasses.replace(cfg, protocol=dataclasses.replace(
-        cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 18, xi_abort=1.0))
+        cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 17, xi_abort=1.0))
     report = run(small, root, frames=4)
     assert report.session_abort is None and len(report.frames) == 4
+    # block 0 closes after frame 1's VERIFY pair, with frame 2 already in flight: frame 2
+    # belongs to block 1
+    assert [b.frames for b in report.blocks] == [[0, 1], [2, 3]]
+    assert log.index("alice", "PARAMS", 2) < log.index("bob", "PA_SEED", None) < \
+        log.index("alice", "PARAMS", 3)
     for f in range(1, 4):
         verify_prev = log.index("alice", "VERIFY", f - 1)
         assert log.index("alice", "PARAMS", f) < verify_prev
@@ -288,14 +293,18 @@ def test_frames_pipelined_two_deep(good_run, tmp_path: Path, monkeypatch) -> Non
     assert alice == bob
 
 
-def test_pipelined_abort_keeps_block_accounting(good_run, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("fault", "reason"), [
+    (("lo_unlock", {}), "lo_unlock"),  # Bob aborts in SIFT
+    (("excess_noise_spike", {"xi": 5.0}), "excess_noise"),  # ... in ESTIMATION
+])
+def test_pipelined_abort_keeps_block_accounting(good_run, tmp_path: Path, fault,
+                                                reason) -> None:
     """An aborted frame between two good ones (its PARAMS went out while the frame before
     was being decoded): it adds nothing to the block, the others are verified and counted."""
-    report, _ = _abort_run(good_run, tmp_path, frames=3,
-                           faults={1: ("lo_unlock", {})},
+    report, _ = _abort_run(good_run, tmp_path, frames=3, faults={1: fault},
                            protocol={"block_symbols": 1 << 20, "xi_abort": 1.0})
     assert report.session_abort is None
-    assert [fr.reason for fr in report.frames] == [None, "lo_unlock", None]
+    assert [fr.reason for fr in report.frames] == [None, reason, None]
     (block,) = report.blocks
     assert block.frames == [0, 2] and block.n_total == 2 * (1 << 16)
     assert block.secret_bits == 0  # far too few symbols for a key

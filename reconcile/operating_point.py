@@ -11,7 +11,7 @@ beta and one iteration cap, with its frame errors over a seeded run and its deco
 processing, key_rate(beta, FER) / (other CPU + decoding CPU) per real (or, without a key-rate
 model, beta (1 - FER) within the CPU budget), among rows that apply:
 
-- same mother code, beta at most the measured one (+0.001) and puncturing at the requested SNR
+- same mother code, beta at most the measured one (+0.0005) and puncturing at the requested SNR
   not above the measured row's (+0.5 % of n; more puncturing only makes decoding harder,
   density evolution and the measurements agree);
 - the frame's reals give codewords at least as long as the measured ones (longer codes of the
@@ -52,7 +52,7 @@ OTHER_NS_PER_REAL = 1000.0
 MAX_FRAMES_PER_BATCH = 8
 # A point may run at most this much above the measured beta (n moves in steps of base_n bits,
 # i.e. beta in steps of rate * base_n / (n_tx C), 0.1-1.4 % for these lengths).
-BETA_SLACK = 0.001
+BETA_SLACK = 0.0005
 
 
 @dataclass(frozen=True)

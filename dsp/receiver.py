@@ -460,7 +460,7 @@ def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) ->
 
 
 def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, name: str,
-                          chunk: int = 1 << 18) -> float | None:
+                          chunk: int = 1 << 16) -> float | None:
     """Per-quadrature variance (ADC units^2) of a calibration capture through the same chain as
     the signal: the pilot smoother's subtraction (a linear filter 1 - H that also scales the
     data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth), the carrier shift and the

@@ -39,7 +39,7 @@ def run_point(args: argparse.Namespace, beta: float, rng: np.random.Generator) -
     dec = Decoder(code)
     iters: list[int] = []
     cpu = wall = 0.0
-    group_passes = 0
+    group_passes = undetected = 0
     for start in range(0, args.frames, LANES):
         f = min(LANES, args.frames - start)
         words = np.empty((f, code.n), np.uint8)
@@ -59,11 +59,13 @@ def run_point(args: argparse.Namespace, beta: float, rng: np.random.Generator) -
         ok = res.converged & np.all(res.bits == words, axis=1)
         iters += [int(it) if good else -1 for it, good in zip(res.iterations, ok, strict=True)]
         group_passes += int(res.iterations.max())
+        undetected += int(np.sum(res.converged & ~ok))
     errors = sum(1 for i in iters if i < 0)
     point = {
         "beta_requested": beta, "beta": a.beta(args.snr), "rate": a.rate, "n": code.n,
         "n_tx": int(a.transmitted.size), "punctured": a.punctured, "code": code.name,
         "scheduled_edges": dec.scheduled_edges, "frames": args.frames, "errors": errors,
+        "undetected": undetected,
         "iterations": iters, "group_passes": group_passes, "cpu_seconds": cpu,
         "wall_seconds": wall,
         "cpu_ns_per_edge_pass": cpu * 1e9 / (dec.scheduled_edges * LANES * group_passes),

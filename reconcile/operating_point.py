@@ -45,9 +45,10 @@ LANES = 8  # codewords per decoder group (reconcile.ldpc_decoder.LANES)
 # Decoder CPU per scheduled edge per layered pass per codeword, ns (AVX2+FMA path, this 2-core
 # VM under load 2-6; docs/performance.md). Scales every row's cost alike.
 NS_PER_EDGE_PASS = 3.8
-# CPU of everything else per real of key data (DSP, model, MDR, hashing), ns; the 25 km link
-# measured about 1 us per real outside the decoder (docs/performance.md). Only the ranking of
-# points with different decoding costs depends on it.
+# CPU of everything else per real of key data (DSP, model, MDR, hashing), ns: an estimate from
+# the 25 km link's 6.6e5 symbols/s on 2 cores (at most 1.5 us of CPU per real, ~0.35 us of it
+# decoding; docs/performance.md). Only the ranking of points with different decoding costs
+# depends on it; pass the link's own figure.
 OTHER_NS_PER_REAL = 1000.0
 MAX_FRAMES_PER_BATCH = 8
 # A point may run at most this much above the measured beta (n moves in steps of base_n bits,
@@ -88,8 +89,8 @@ class MeasuredPoint:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """What the link should run. Alice builds `met_codes.get_code(mother, n)` punctured by
-    `rate_adapt.with_counts(code, n - n_tx, 0)` (or `adapted_code(mother, n_tx, rate)`)."""
+    """What the link should run: `met_codes.get_code(mother, n)` with its first n - n_tx
+    degree-one variables punctured (`adaptation()`), or per frame `adapt_to(estimated SNR)`."""
 
     mother: str
     n: int  # mother code length, bits

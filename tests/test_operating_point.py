@@ -99,6 +99,11 @@ def test_choice_at_the_link_snr_respects_budget_and_rules() -> None:
         a = c.adaptation()
         assert a.transmitted.size == c.n_tx
         assert a.beta(LINK_SNR) == pytest.approx(c.beta, rel=1e-12)
+        # per frame: same code, beta held at a slightly lower estimated SNR with fewer
+        # punctured bits, i.e. longer codewords
+        b = c.adapt_to(LINK_SNR - 0.005)
+        assert b.code.n == c.n and b.punctured < c.punctured
+        assert b.beta(LINK_SNR - 0.005) == pytest.approx(c.beta, abs=2e-4)
     cheapest = min(c.decode_ns_per_real for c in ok)
     # a budget between the cheapest and the unconstrained choice is respected
     budget = 0.5 * (cheapest + best.decode_ns_per_real)

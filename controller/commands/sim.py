@@ -113,6 +113,8 @@ def build_waveform(args: argparse.Namespace, cfg: LinkConfig, seed: int) -> Wave
         raise UsageError(f"--symbol-rate: the player rate {cfg.player_sps:g} S/s must be an "
                          f"integer multiple (>= 2) of the symbol rate")
     kind = args.waveform or ("dsp" if args.detection == "heterodyne" else "simple")
+    if kind == "simple" and getattr(args, "layout", "default") != "default":
+        raise UsageError("--layout applies to --waveform dsp only")
     if kind == "simple":
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         return simple_waveform(args.symbols, sps, args.va, cfg.player_sps, rng,

@@ -192,6 +192,8 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (["--frames", "0"], "--frames must be >= 1"),
     (["--xi", "-1"], "physics.xi"),
     (["--frame-symbols", "4096", "--block-symbols", "2048"], "block_symbols"),
+    (["--duration", "0"], "--duration must be a positive number of seconds"),
+    (["--duration", "nan"], "--duration must be a positive number of seconds"),
 ])
 def test_cli_bad_input(tmp_path: Path, capsys, argv, msg) -> None:
     rc = main(["link", "--sim", "--workdir", str(tmp_path / "w"), *argv])

@@ -139,7 +139,8 @@ class Channel:
             raise ChannelClosed("session already closed")
         try:
             self._writer.writelines(self._seal(msg_type, fields, app_keys))
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._writer.drain()
         except ChannelError as exc:
             await self._abort(exc)
         except FrameError as exc:
@@ -191,8 +192,11 @@ class Channel:
         return msg
 
     async def _read(self, n: int, what: str) -> bytes:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the read completes (the caller would then never see it).
         try:
-            return await asyncio.wait_for(self._reader.readexactly(n), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await self._reader.readexactly(n)
         except asyncio.IncompleteReadError as exc:
             if not exc.partial and what == "header":
                 raise ChannelClosed("connection closed by peer") from None

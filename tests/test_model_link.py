@@ -12,6 +12,7 @@ from model_support import capture, estimate_t_xi, literal_ideal_receiver, run_wa
 
 from fpga_bindings.model.link import LinkConfig, LinkModel
 from fpga_bindings.model.link_api import AdcMode, AdcSettings, FrontEnd, OpticalSwitch
+from fpga_bindings.model.phase_steps import STEP_TAPS
 from fpga_bindings.model.simple_tx import required_voa_db
 
 Z = 5.0  # tolerance in standard errors
@@ -89,9 +90,20 @@ def test_phase_noise_variance_grows_as_two_pi_linewidth_t():
         inc = np.diff(truth.phase_rad[::lag])
         want = 2 * np.pi * (lw_tx + lw_lo) * lag * cfg.phase_grid * dt
         assert abs(inc.var() / want - 1) < Z * math.sqrt(2 / len(inc)), lag
-    for lag in (1, 3, 8, 40):
+    # between grid points the phase is band-limited (phase_steps.py): an increment over `lag`
+    # samples has variance q int |A(f)|^2 sin^2(pi lag f) / sin^2(pi f) df over |f| < 1/2
+    # (A: the step filter's response; q: per-sample variance), below q lag at short lags
+    # (0.775 q at lag 1); over a whole grid interval it is q lag exactly (pinned points)
+    taps = STEP_TAPS.astype(np.float64)
+    m = len(taps) // 2
+    f = (np.arange(200_000) + 0.5) / 400_000  # midpoint rule on (0, 1/2)
+    a2 = (taps @ np.cos(2 * np.pi * np.outer(np.arange(-m, m + 1), f))) ** 2
+    q = 2 * np.pi * (lw_tx + lw_lo) * dt
+    for lag in (1, 3, 8, 16):
         inc = np.diff(truth.phase_fine[::lag])
-        want = 2 * np.pi * (lw_tx + lw_lo) * lag * dt
+        # the integral over (-1/2, 1/2) of an even function: the mean over (0, 1/2)
+        structure = np.mean(a2 * np.sin(np.pi * lag * f) ** 2 / np.sin(np.pi * f) ** 2)
+        want = q * (lag if lag == cfg.phase_grid else structure)
         assert abs(inc.var() / want - 1) < Z * math.sqrt(2 / len(inc)), lag
     inside = truth.sample_index < len(truth.phase_fine)
     assert np.allclose(truth.phase_fine[truth.sample_index[inside]], truth.phase_rad[inside],

@@ -28,6 +28,7 @@ from fpga_bindings.model.link_api import (
     LinkStatus,
     OpticalSwitch,
 )
+from fpga_bindings.model.phase_steps import StepSource
 from fpga_bindings.model.receiver import (
     KIND_DDC_HET,
     KIND_DDC_HOM,
@@ -205,7 +206,7 @@ class LinkModel:
                                      np.random.Generator(np.random.SFC64(seeds[2])))
         self._lo_phase = WienerPhase(self.config.lo_linewidth_hz,
                                      np.random.Generator(np.random.SFC64(seeds[3])))
-        self._rng_bridge = np.random.Generator(np.random.SFC64(seeds[4]))
+        self._steps = StepSource(np.random.Generator(np.random.SFC64(seeds[4])))
         self._now = 0.0
         self._player: _Player | None = None
         self._frontend = FrontEnd()
@@ -469,11 +470,12 @@ class LinkModel:
     def _draw_chunk(self, m: int, ncol: int, phase_noise: bool
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One chunk's simulation noise: detector noise (m, ncol) float32 N(0, 1), clock
-        jitter (m,) N(0, 1) (empty without jitter), bridge uniforms for the phase noise."""
+        jitter (m,) N(0, 1) (empty without jitter), the phase bridge's band-limited steps
+        (`phase_steps.StepSource`)."""
         c = self.config
         noise = self._rng_noise.standard_normal((m, ncol), dtype=np.float32)
         jitter = self._rng_jitter.standard_normal(m) if c.adc_jitter_s > 0 else np.empty(0)
-        pn = (self._rng_bridge.random(-(-m // c.phase_grid) * c.phase_grid, dtype=np.float32)
+        pn = (self._steps.draw(-(-m // c.phase_grid) * c.phase_grid)
               if phase_noise else np.empty(0, np.float32))
         return noise, jitter, pn
 

@@ -39,11 +39,12 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
     from `resample.interp_uniform`. psi: beat phase at chunk samples 0, grid, 2 grid, ...
     (m // grid + 2 values). noise: float32 standard normals, (m, 2) or (m, 1).
     jitter: the standard normals of the sampling jitter (m,) or empty; jit_phase = 2 pi f_beat
-    times the rms jitter. pn: float32 uniforms in [0, 1) (a multiple of grid >= m, or empty)
-    for the laser phase noise between grid points: a bridge of per-sample steps of standard
-    deviation pn_sd (rad) pinned to 0 at every grid point, so that psi stays exact there. The
-    steps are uniform, not Gaussian (a third of the cost): the bridge's covariance, hence the
-    phase noise spectrum, is exact; only its higher moments within 16 samples differ.
+    times the rms jitter. pn: float32 zero-mean steps of variance spectrum (1/12) sinc^2(f)
+    (`phase_steps.StepSource`; a multiple of grid >= m, or empty) for the laser phase noise
+    between grid points: a bridge of per-sample steps (long-term standard deviation pn_sd, rad)
+    pinned to 0 at every grid point, so that psi stays exact there. The steps are filtered
+    uniforms, not Gaussian (cheaper): the bridge's covariance, hence the phase-noise spectrum,
+    is that of the band-limited Wiener phase (no aliased skirts); only higher moments differ.
     zrot: complex64 (m,) or empty: de-rotated detection noise, SNU. fine: float32 (m,) or
     empty: the bridge (rad) per sample, for the ground truth.
     """
@@ -83,10 +84,10 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
                 if use_pn:
                     acc = 0.0
                     for i in range(g * grid, g * grid + grid):
-                        acc += pn[i] - 0.5
+                        acc += pn[i]
                     drift = acc * pn_step / grid
             elif use_pn:  # one Wiener step minus the interval's mean: e^{i d} to 4th order
-                d = (pn[j - 1] - 0.5) * pn_step - drift
+                d = pn[j - 1] * pn_step - drift
                 bridge += d
                 d2 = d * d
                 e_re = 1.0 - 0.5 * d2 + d2 * d2 / 24.0

@@ -188,13 +188,19 @@ async def _receive_syndromes(ctx: EndContext, block: BlockState,
     cfg, ch, timer, f = ctx.cfg, ctx.channel, ctx.timer, d.frame
     msg = await ch.recv(MsgType.ESTIMATION)
     _check_frame(msg.fields, f)
+    y_pe = msg.fields.get("y_pe")
+    if y_pe is not None:
+        y_pe = np.asarray(y_pe, dtype=np.complex128)
+        v_el = float(msg.fields["v_el"])
+        if y_pe.shape != d.idx.shape:
+            raise LinkAbort(AbortReason.PEER_LOST, "PE values of the wrong size")
     if msg.fields.get("status") != "ok":
         block.seen += 1
+        if y_pe is not None:  # rejected on its estimate: the PE pairs count in the block
+            block.pe_rejected = block.pe_rejected + PeMoments.of(d.x_pe, y_pe)
         return None
-    y_pe = np.asarray(msg.fields["y_pe"], dtype=np.complex128)
-    v_el = float(msg.fields["v_el"])
-    if y_pe.shape != d.idx.shape:
-        raise LinkAbort(AbortReason.PEER_LOST, "PE values of the wrong size")
+    if y_pe is None:
+        raise LinkAbort(AbortReason.PEER_LOST, "ESTIMATION without PE values")
     with timer.stage("estimation"):
         pe = PeMoments.of(d.x_pe, y_pe)
         est = estimate_moments(cfg, pe, v_el)

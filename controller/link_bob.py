@@ -145,6 +145,7 @@ async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
     x_pe = np.asarray(msg.fields["x_pe"], dtype=np.complex128)
     if x_pe.shape != idx.shape:
         raise LinkAbort(AbortReason.PEER_LOST, "PE values of the wrong size")
+    pe: PeMoments | None = None
     try:
         with timer.stage("dsp"):
             res = await asyncio.to_thread(
@@ -170,7 +171,11 @@ async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
     else:
         abort = None
     if abort is not None:
-        await _reply_abort(ctx, MsgType.ESTIMATION, f, abort)
+        extra = None
+        if pe is not None:  # rejected on its estimate: its PE pairs still count (no post-selection)
+            block.pe_rejected = block.pe_rejected + pe
+            extra = {"y_pe": y_pe, "v_el": v_el}
+        await _reply_abort(ctx, MsgType.ESTIMATION, f, abort, extra)
         _frame_aborted(ctx, block, rec, abort)
         return rec, None
     mask = res.mask.copy()

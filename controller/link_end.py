@@ -81,6 +81,10 @@ class BlockState:
     seen: int = 0  # frames (verified or aborted) since the block opened
     n_total: int = 0  # symbols of every frame of the block (aborted frames excluded)
     pe: PeMoments = field(default_factory=PeMoments)  # PE pairs' second moments (public)
+    # PE sums of frames rejected by the estimation checks (excess noise, SNR out of range):
+    # they enter the block's estimate, so a frame-level abort never post-selects the data
+    # the bound rests on. Kept apart from `pe` so both ends add in the same order.
+    pe_rejected: PeMoments = field(default_factory=PeMoments)
     bits: PackedBits = field(default_factory=PackedBits)  # reconciled bits (SECRET)
     n_decoded: int = 0  # key symbols in verified codewords
     net_bits: int = 0  # sum of (k - shortened) over verified codewords
@@ -110,10 +114,11 @@ class BlockState:
         self.failed += n_cw - good
 
     def bound(self, cfg: LinkConfig, auth_key_bits: int) -> BlockBound | None:
-        """The block's finite-size accounting, or None if it holds no verified frame."""
+        """The block's finite-size accounting, or None if it holds no verified frame. The
+        estimate pools the PE pairs of every frame that reached estimation, rejected or not."""
         if self.pe.m == 0 or self.bits.size == 0:
             return None
-        est = estimate_moments(cfg, self.pe, self.v_el)
+        est = estimate_moments(cfg, self.pe + self.pe_rejected, self.v_el)
         return block_bound(cfg, est, v_el=self.v_el, n_total=self.n_total,
                            n_decoded=self.n_decoded, net_bits=self.net_bits,
                            codewords=self.codewords, failed=self.failed,

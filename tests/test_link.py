@@ -302,7 +302,10 @@ def test_frames_pipelined_two_deep(good_run, tmp_path: Path, monkeypatch) -> Non
 def test_pipelined_abort_keeps_block_accounting(good_run, tmp_path: Path, fault,
                                                 reason) -> None:
     """An aborted frame between two good ones (its PARAMS went out while the frame before
-    was being decoded): it adds nothing to the block, the others are verified and counted."""
+    was being decoded): it adds no key material to the block, the others are verified and
+    counted. A frame rejected on its estimate still adds its PE pairs to the block's
+    estimate (no post-selection): a frame at xi 5 lifts the pooled xi of the three far
+    above the configured 0.02; a frame lost before estimation (LO unlock) adds nothing."""
     report, _ = _abort_run(good_run, tmp_path, frames=3, faults={1: fault},
                            protocol={"block_symbols": 1 << 20, "xi_abort": 1.0})
     assert report.session_abort is None
@@ -310,6 +313,10 @@ def test_pipelined_abort_keeps_block_accounting(good_run, tmp_path: Path, fault,
     (block,) = report.blocks
     assert block.frames == [0, 2] and block.n_total == 2 * (1 << 16)
     assert block.secret_bits == 0  # far too few symbols for a key
+    if reason == "excess_noise":
+        assert block.xi > 1.0
+    else:
+        assert block.xi < 0.3
 
 
 def test_duration_is_wall_time(good_run, tmp_path: Path, monkeypatch) -> None:

@@ -166,9 +166,11 @@ def _tx_summary(report: LinkReport) -> str:
 
 
 def run_tx(args: argparse.Namespace) -> int:
+    from controller.link_memory import single_malloc_arena
     from controller.link_two_process import TxServer, end_files
     from controller.link_two_process import run_tx as serve
 
+    single_malloc_arena()  # before the worker threads allocate: keeps the peak RSS down
     if args.board:
         check_board(args.bitfile)
     cfg = build_config(args)
@@ -226,9 +228,11 @@ def run_tx(args: argparse.Namespace) -> int:
 
 
 def run_rx(args: argparse.Namespace) -> int:
+    from controller.link_memory import single_malloc_arena
     from controller.link_two_process import end_files
     from controller.link_two_process import run_rx as receive
 
+    single_malloc_arena()  # before the worker threads allocate: keeps the peak RSS down
     if args.board:
         check_board(args.bitfile)
     cfg = build_config(args)

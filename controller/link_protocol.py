@@ -43,6 +43,7 @@ class AbortReason(Enum):
     PEER_TIMEOUT = "peer_timeout"  # the peer did not answer within protocol.peer_timeout_s
     PEER_LOST = "peer_lost"  # the peer closed or aborted the session
     CONFIG_MISMATCH = "config_mismatch"  # the two ends run different protocol settings
+    HARDWARE_FAULT = "hardware_fault"  # a driver failure or board alarm during a capture
 
     @property
     def message(self) -> str:
@@ -52,7 +53,8 @@ class AbortReason(Enum):
     def session_level(self) -> bool:
         """True if the session ends (the open block is discarded), False for one frame/block."""
         return self in (AbortReason.AUTHENTICATION_FAILURE, AbortReason.PEER_TIMEOUT,
-                        AbortReason.PEER_LOST, AbortReason.CONFIG_MISMATCH)
+                        AbortReason.PEER_LOST, AbortReason.CONFIG_MISMATCH,
+                        AbortReason.HARDWARE_FAULT)
 
 
 _MESSAGES = {
@@ -67,6 +69,7 @@ _MESSAGES = {
     AbortReason.PEER_TIMEOUT: "peer timed out",
     AbortReason.PEER_LOST: "peer closed or aborted the session",
     AbortReason.CONFIG_MISMATCH: "the two ends' protocol settings differ",
+    AbortReason.HARDWARE_FAULT: "receiver hardware failure (DMA, trigger or board alarm)",
 }
 
 

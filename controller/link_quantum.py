@@ -122,7 +122,7 @@ def check_health(overlay: CvqkdOverlay, what: str) -> None:
 def hardware_abort(exc: OverlayError) -> LinkAbort:
     """A driver failure during a capture (DMA error or stall, no trigger, ...) ends the
     session: the receiver cannot be trusted to deliver the next frame either."""
-    return LinkAbort(AbortReason.SYNC_FAILURE, f"receiver hardware: {exc}")
+    return LinkAbort(AbortReason.HARDWARE_FAULT, f"receiver hardware: {exc}")
 
 
 class OverlayReceiver:

@@ -95,7 +95,7 @@ def test_dma_stall_ends_the_session_and_the_receiver_recovers() -> None:
     qc = SimQuantumChannel(cfg, faults={0: ("dma_stall", {"after_bytes": 4096})})
     with pytest.raises(LinkAbort) as exc:
         qc.capture(frame(cfg, 0))
-    assert exc.value.reason == AbortReason.SYNC_FAILURE
+    assert exc.value.reason == AbortReason.HARDWARE_FAULT
     assert "receiver hardware" in exc.value.detail and "FIFO" in exc.value.detail
     cap = qc.capture(frame(cfg, 1))
     assert cap.iq.shape == (qc.capture_samples(frame(cfg, 1)), 2) and cap.status.lo_locked
@@ -142,7 +142,7 @@ def test_dma_error_mid_session_ends_it_with_the_stores_untouched(tmp_path) -> No
     wd = prepare_workdir(cfg, tmp_path / "w")
     report = asyncio.run(run_link(cfg, wd, 3, faults={1: ("dma_error", {"kind": "slave"})}))
     abort = report.session_abort
-    assert abort is not None and abort["reason"] == "sync_failure"
+    assert abort is not None and abort["reason"] == "hardware_fault"
     assert "receiver hardware" in abort["detail"] and "slave error" in abort["detail"]
     assert report.blocks == [] or not any(b.ok for b in report.blocks)
     assert count_ready(wd.store_alice) == count_ready(wd.store_bob) == 0

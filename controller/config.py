@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from fpga_bindings.boards import get_profile
+from fpga_bindings.streams import max_complex_sps
+
 
 class ConfigError(ValueError):
     """Invalid link configuration; the message names the section and key."""
@@ -49,6 +52,45 @@ class Modulation:
     v_a: float = field(default=4.0, **_range(0.0, 1e3, lo_open=True))  # SNU per quadrature
     symbol_rate_hz: float = field(default=100e6, **_range(1e3, 1e10))
     board: str = field(default="rfsoc4x2", **_range(choices=("rfsoc4x2", "zcu208", "zcu111")))
+    # DAC interpolation = ADC decimation: player and capture rate = converter rate / factor
+    # (8: 500 MS/s on the boards' 4 GS/s converters; 4: 1 GS/s, needs overlay contract >= 1.2)
+    converter_factor: int = field(default=8, **_range(1, 40))
+    # frame layout (docs/dsp.md): "centre" = dsp.transmitter.TxConfig's defaults; "edge" = data
+    # at one edge of the pass band, strong pilot at the other (dsp.layout.edge_layout)
+    layout: str = field(default="centre", **_range(choices=("centre", "edge")))
+    planned_linewidth_hz: float = field(default=10e3, **_range(0.0, 1e9, lo_open=True))  # edge
+
+    def __post_init__(self) -> None:
+        prof = get_profile(self.board)
+        f = self.converter_factor
+        if f not in prof.decimations or f not in prof.interpolations:
+            raise ConfigError(f"modulation.converter_factor = {f} is not a decimation and "
+                              f"interpolation factor of the {self.board}: "
+                              f"{sorted(set(prof.decimations) & set(prof.interpolations))}")
+        player_sps = self.player_sps
+        limit = min(max_complex_sps("waveform"), max_complex_sps("capture"))
+        if player_sps > limit:
+            raise ConfigError(f"modulation.converter_factor = {f}: {player_sps:g} S/s exceeds "
+                              f"the overlay streams' {limit:g} S/s (fpga_bindings/overlay.toml)")
+        sps = player_sps / self.symbol_rate_hz
+        if sps < 2 or abs(sps - round(sps)) > 1e-9 * sps:
+            raise ConfigError(f"modulation.converter_factor = {f}: the player rate "
+                              f"{player_sps:g} S/s is not an integer multiple (>= 2) of "
+                              f"modulation.symbol_rate_hz = {self.symbol_rate_hz:g}")
+        if self.layout == "edge":
+            from dsp.layout import edge_layout
+
+            try:
+                edge_layout(player_sps, self.planned_linewidth_hz,
+                            symbol_rate_hz=self.symbol_rate_hz, v_a=self.v_a)
+            except ValueError as exc:
+                raise ConfigError(f"modulation.layout = 'edge' at converter_factor {f}: "
+                                  f"{exc}") from None
+
+    @property
+    def player_sps(self) -> float:
+        """DAC player rate (= capture rate), complex samples/s."""
+        return get_profile(self.board).default_dac_sps / self.converter_factor
 
 
 @dataclass(frozen=True)

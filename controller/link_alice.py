@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from controller.link_protocol import (
 )
 from controller.link_quantum import Emission, Transmitter
 from controller.link_report import StageTimer
+from dsp.layout import edge_layout
 from dsp.transmitter import TxConfig, build_frame
 from reconcile import mdr, rate_adapt
 from reconcile.ldpc_decoder import DecodeResult, decoder_for
@@ -49,7 +50,15 @@ clock = time.monotonic  # the wall clock of a run's duration, seconds (tests rep
 
 
 def tx_config(ctx: EndContext, qc: Transmitter) -> TxConfig:
-    m = ctx.cfg.modulation
+    """The frame layout at the transmitter's player rate: modulation.layout "centre" (TxConfig's
+    defaults) or "edge" (dsp.layout.edge_layout: strong-pilot power for
+    modulation.planned_linewidth_hz and the planned channel's T eta and v_el)."""
+    m, p = ctx.cfg.modulation, ctx.cfg.physics
+    if m.layout == "edge":
+        return replace(edge_layout(qc.player_sps, m.planned_linewidth_hz,
+                                   symbol_rate_hz=m.symbol_rate_hz, v_a=m.v_a,
+                                   transmittance_eta=p.transmittance * p.eta, v_el=p.v_el),
+                       dac_bits=qc.dac_bits)
     return TxConfig(sample_rate_hz=qc.player_sps, symbol_rate_hz=m.symbol_rate_hz, v_a=m.v_a,
                     dac_bits=qc.dac_bits)
 

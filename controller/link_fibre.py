@@ -45,6 +45,8 @@ from controller.link_quantum import (
     check_health,
     hardware_abort,
     model_config,
+    player_rate,
+    set_converter_rates,
     voa_for,
 )
 from fpga_bindings.drivers import OverlayError
@@ -85,8 +87,7 @@ class FibreTransmitter:
             self._physics = FibreTxPhysics(self.mcfg, FibreSender(sock), DARK_CHUNK)
             overlay = open_model(physics=self._physics, board=self.mcfg.board)
         self.overlay = overlay
-        self.decimation = overlay.profile.default_decimation
-        self.capture_rate_hz = overlay.profile.default_adc_sps / self.decimation
+        self.decimation, self.capture_rate_hz = set_converter_rates(overlay, cfg)
         overlay.frontend.enable(laser=True, lo=False)
         overlay.frontend.set_switch("SIGNAL")
         self._sent = 0  # player samples streamed so far (dark and light), model
@@ -94,7 +95,7 @@ class FibreTransmitter:
 
     @property
     def player_sps(self) -> float:
-        return self.overlay.profile.default_player_sps
+        return player_rate(self.overlay)
 
     @property
     def dac_bits(self) -> int:

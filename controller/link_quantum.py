@@ -37,6 +37,7 @@ from fpga_bindings.model.link import LinkModel
 from fpga_bindings.model.link_api import LinkStatus
 from fpga_bindings.model.simple_tx import required_voa_db
 from fpga_bindings.overlay import CvqkdOverlay, open_model
+from fpga_bindings.streams import samples_per_beat
 
 GUARD_S = 2.0e-6  # the capture starts this long before the frame's first light arrives
 
@@ -82,13 +83,38 @@ def model_config(cfg: LinkConfig) -> ModelConfig:
         xi=p.xi, eta=p.eta, v_el=p.v_el, tx_linewidth_hz=p.linewidth_hz / 2,
         lo_linewidth_hz=p.linewidth_hz / 2, lo_offset_hz=p.lo_offset_hz,
         lo_drift_hz_per_s=p.lo_drift_hz_per_s, clock_ppm=p.clock_ppm,
-        detection=cfg.modulation.detection, seed=p.seed)
+        detection=cfg.modulation.detection, interpolation=cfg.modulation.converter_factor,
+        seed=p.seed)
 
 
 def capture_samples(mcfg: ModelConfig, n_player: int, capture_rate_hz: float) -> int:
-    """Samples of the capture that holds a frame of `n_player` DAC samples plus the guards."""
-    return math.ceil((n_player / mcfg.player_sps + 2 * GUARD_S) * capture_rate_hz
-                     * (1 + 1e-6 * abs(mcfg.clock_ppm)))
+    """Samples of the capture that holds a frame of `n_player` DAC samples plus the guards,
+    rounded up to whole beats of the capture stream (overlay contract 1.2: even)."""
+    n = math.ceil((n_player / mcfg.player_sps + 2 * GUARD_S) * capture_rate_hz
+                  * (1 + 1e-6 * abs(mcfg.clock_ppm)))
+    per_beat = samples_per_beat("capture")
+    return -(-n // per_beat) * per_beat
+
+
+def set_converter_rates(overlay: CvqkdOverlay, cfg: LinkConfig) -> tuple[int, float]:
+    """Set the DAC interpolation to modulation.converter_factor (the ADC decimation is a
+    capture setting: `AdcCapture.arm`); (decimation, capture rate in samples/s). On the model
+    the physics' player rate (`model_config`) must match the converter's."""
+    factor = cfg.modulation.converter_factor
+    overlay.rfdc.set_dac_interpolation(factor)
+    physics = getattr(overlay.device, "physics", None)  # a LinkModel, or FibreTxPhysics' .tx
+    mcfg = getattr(physics, "config", None) or getattr(getattr(physics, "tx", None), "config",
+                                                       None)
+    model_sps = getattr(mcfg, "player_sps", None)
+    if model_sps is not None and model_sps != player_rate(overlay):
+        raise ValueError(f"the model's player rate {model_sps:g} S/s differs from the "
+                         f"converter's {player_rate(overlay):g} S/s (converter_factor {factor})")
+    return factor, overlay.profile.default_adc_sps / factor
+
+
+def player_rate(overlay: CvqkdOverlay) -> float:
+    """The DAC player's sample rate: converter rate / interpolation, samples/s."""
+    return overlay.rfdc.dac_sample_rate() / overlay.rfdc.dac_interpolation()
 
 
 def calibrates_before(cfg: LinkConfig, frame: int) -> bool:
@@ -139,8 +165,7 @@ class OverlayReceiver:
             raise ValueError("faults can be injected only into the model")
         self.overlay = overlay
         self.faults = dict(faults or {})
-        self.decimation = overlay.profile.default_decimation
-        self.capture_rate_hz = overlay.profile.default_adc_sps / self.decimation
+        self.decimation, self.capture_rate_hz = set_converter_rates(overlay, cfg)
         self.nco_hz = self.mcfg.if_hz  # the optical design's nominal IF; the DSP tracks the rest
         fe = overlay.frontend
         fe.enable(laser=True, lo=True)
@@ -150,7 +175,7 @@ class OverlayReceiver:
 
     @property
     def player_sps(self) -> float:
-        return self.overlay.profile.default_player_sps
+        return player_rate(self.overlay)
 
     @property
     def dac_bits(self) -> int:

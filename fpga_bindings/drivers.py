@@ -19,6 +19,7 @@ import pynq.lib.dma  # registers pynq's stock AXI DMA driver for its VLNV
 
 from fpga_bindings.boards import PROFILES, BoardProfile
 from fpga_bindings.regmap import RegisterIO, default_map
+from fpga_bindings.streams import samples_per_beat
 
 _MAP = default_map()
 POLL_S = 1e-4  # status polling interval, s
@@ -240,28 +241,35 @@ class DacPlayer(pynq.DefaultIP):
     def load(self, iq: np.ndarray, timeout_s: float = 2.0) -> None:
         """Load a waveform: int16 (n, 2) = (I, Q) at the player rate, n <= CAPACITY. Long
         waveforms go in MM2S transfers of STAGE_SAMPLES through one staging buffer (within the
-        DMA's maximum transfer); `timeout_s` applies to each transfer."""
+        DMA's maximum transfer); `timeout_s` applies to each transfer. The stream carries whole
+        beats (contract 1.2: two samples): a waveform that does not fill its last beat is
+        padded with zero samples, which LENGTH = n leaves unplayed."""
         iq = np.asarray(iq)
         if iq.dtype != np.int16 or iq.ndim != 2 or iq.shape[1] != 2 or not len(iq):
             raise ValueError(f"waveform must be int16 of shape (n, 2), got {iq.dtype}{iq.shape}")
-        if len(iq) > self.capacity:
+        per_beat = samples_per_beat("waveform")
+        padded = -(-len(iq) // per_beat) * per_beat
+        if padded > self.capacity:
             raise ValueError(f"waveform of {len(iq)} samples exceeds the player buffer "
                              f"({self.capacity} samples)")
         if self.dma is None:
             raise OverlayError("dac_player has no DMA attached")
         self.io.pulse("COMMAND", "CLEAR")
         self.io.clear("ERRORS")
-        step = min(len(iq), STAGE_SAMPLES, self.dma.buffer_max_size // 16 * 4)
+        step = min(padded, STAGE_SAMPLES, self.dma.buffer_max_size // 16 * 4)
+        step -= step % per_beat
         with pynq.allocate((step, 2), np.int16, target=self.device) as buf:
             for b in range(0, len(iq), step):
                 piece = iq[b:b + step]
+                whole = min(step, padded - b)  # the piece plus its last beat's padding
                 buf[:len(piece)] = piece
+                buf[len(piece):whole] = 0
                 _check_dma(self.dma, "MM2S", "waveform load")
-                self.dma.sendchannel.transfer(buf, nbytes=piece.nbytes)
+                self.dma.sendchannel.transfer(buf, nbytes=whole * 4)
                 _wait_dma(self.dma, "MM2S", time.monotonic() + timeout_s, "waveform load")
         loaded = self.io.get("LOADED")
-        if loaded != len(iq) or self.io.get("ERRORS", "OVERRUN"):
-            raise PlayerError(f"waveform load: player holds {loaded} of {len(iq)} samples")
+        if loaded != padded or self.io.get("ERRORS", "OVERRUN"):
+            raise PlayerError(f"waveform load: player holds {loaded} of {padded} samples")
         self.io.set("LENGTH", VALUE=len(iq))
 
     def play(self, cyclic: bool = True, gain: float = 1.0, external_trigger: bool = False) -> None:
@@ -343,6 +351,12 @@ class AdcCapture(pynq.DefaultIP):
             raise CaptureError("a capture is already in progress")
         if not 0 < n < 1 << 32:
             raise ValueError(f"capture length {n} samples outside 1 .. 2^32-1")
+        per_beat = samples_per_beat("capture", real=mode != "DDC")
+        if n % per_beat:
+            raise ValueError(f"capture length {n} samples is not whole beats of the capture "
+                             f"stream ({per_beat} {mode} samples per beat, overlay contract "
+                             f"{'.'.join(map(str, _MAP.version))}): round it up to a multiple "
+                             f"of {per_beat}")
         dec = prof.default_decimation if decimation is None else decimation
         if mode == "DDC":
             prof.check_decimation(dec)

@@ -38,7 +38,7 @@ def test_drivers_bound_by_vlnv(ol):
     assert isinstance(ol.adc_capture, drivers.AdcCapture)
     assert type(ol.dma_adc).__module__ == "pynq.lib.dma"  # pynq's stock DMA driver
     assert ol.dac_player.dma is ol.dma_dac and ol.adc_capture.dma is ol.dma_adc
-    assert ol.profile.name == "rfsoc4x2" and ol.board_info.version == (1, 1, 0)
+    assert ol.profile.name == "rfsoc4x2" and ol.board_info.version == (1, 2, 0)
 
 
 def test_pynq_overlay_loads_the_model_unchanged(phys):

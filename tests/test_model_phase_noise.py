@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
+from dsp.ddc import decimate_iq
 from fpga_bindings.model.link import LinkConfig, LinkModel
 from fpga_bindings.model.link_api import AdcSettings, FrontEnd
 from fpga_bindings.model.phase_steps import STEP_TAPS, StepSource
@@ -21,9 +22,12 @@ N = 1 << 20
 NPERSEG = 4096
 
 
-def _tone_psd(linewidth_hz: float, tone: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _tone_psd(linewidth_hz: float, tone: float, oversample: int = 1
+              ) -> tuple[np.ndarray, np.ndarray, float]:
     """PSD (per cycle/sample, two-sided, capture LSB^2) of a DDC capture of a cyclic tone at
-    `tone` cycles per sample; combined linewidth `linewidth_hz` (half on each laser)."""
+    `tone` cycles per (player = capture) sample; combined linewidth `linewidth_hz` (half on
+    each laser). oversample 2: the model renders at twice the rate (DDC /4) and
+    `dsp.ddc.decimate_iq` decimates, as `cvqkd sim capture --model-oversample 2`."""
     cfg = LinkConfig(seed=7, distance_km=0.0, eta=1.0, v_el=0.01, xi=0.0, lo_offset_hz=0.0,
                      tx_linewidth_hz=linewidth_hz / 2, lo_linewidth_hz=linewidth_hz / 2,
                      rx_gain_lsb=64.0)
@@ -34,13 +38,16 @@ def _tone_psd(linewidth_hz: float, tone: float) -> tuple[np.ndarray, np.ndarray,
     model = LinkModel(cfg)
     model.set_frontend(FrontEnd(voa_db=0.0))
     model.load_dac(iq, cyclic=True)
-    st = AdcSettings(n_samples=N, nco_hz=cfg.if_hz, decimation=8)
-    cap = np.concatenate(list(model.capture(st))).astype(np.float64)
+    st = AdcSettings(n_samples=N * oversample + 200, nco_hz=cfg.if_hz, decimation=8 // oversample)
+    cap = np.concatenate(list(model.capture(st)))
+    if oversample > 1:
+        cap = decimate_iq(cap, oversample)[:N]
+    cap = cap.astype(np.float64)
     y = cap[:, 0] + 1j * cap[:, 1]
     f, p = welch(y, fs=1.0, window="hann", nperseg=NPERSEG, return_onesided=False,
                  detrend=False)
     order = np.argsort(f)
-    fs_out = cfg.adc_rate_true / 8
+    fs_out = cfg.adc_rate_true / 8  # after the decimation
     return f[order], p[order], fs_out
 
 
@@ -61,6 +68,24 @@ def test_skirt_is_the_unaliased_lorentzian(tone):
         measured = np.mean(p_lw[band] - p_0[band]) / power
         tol = 0.05 if abs(x) > 0.46 else 0.03  # the step filter: 1 % at 0.47 (sd ~0.5 %)
         assert measured / theory == pytest.approx(1.0, abs=tol), (x, measured / theory)
+
+
+def test_skirt_beyond_half_the_rate_with_twice_oversampled_rendering():
+    """Offsets beyond half the capture rate (the 1 GS/s edge layout: data 0.64 of the rate from
+    the strong pilot) wrap at 1x; rendered at 2x with band-limited steps and decimated they are
+    the Lorentzian (white steps at 2x would read (pi x / sin pi x)^2, x = f / 2: 1.38 at 0.64)."""
+    dnu = 1.0e6
+    tone = 1434 / 4096  # +0.35 of the capture rate
+    f, p_lw, fs = _tone_psd(dnu, tone, oversample=2)
+    _, p_0, _ = _tone_psd(0.0, tone, oversample=2)
+    df = f[1] - f[0]
+    power = np.sum(p_0[np.abs(f - tone) < 4 * df]) * df
+    for x in (-0.38, -0.29, -0.1, 0.2):  # offsets -0.73, -0.64, -0.45, -0.15 (pass band 0.4)
+        band = np.abs(f - x) <= 0.005
+        off = (f[band] - tone) * fs
+        theory = np.mean(dnu / (2 * np.pi * (off ** 2 + dnu ** 2 / 4))) * fs
+        measured = np.mean(p_lw[band] - p_0[band]) / power
+        assert measured / theory == pytest.approx(1.0, abs=0.04), (x, measured / theory)
 
 
 def test_step_filter_and_continuity():

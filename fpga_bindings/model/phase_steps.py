@@ -38,26 +38,23 @@ def step_taps(m: int = STEP_M) -> np.ndarray:
 STEP_TAPS = step_taps()
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _colour(u: np.ndarray, tail: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
-    """out[j] = sum_i taps[i] v[j + i], v = (tail, u - 1/2); tail <- the last len(tail) of v."""
+    """out[j] = sum_i taps[i] v[j + i], v = (tail, u - 1/2); tail <- the last len(tail) of v.
+    The taps are symmetric: pairs share a multiply."""
     nt = tail.shape[0]
     n = u.shape[0]
+    half = nt // 2
+    v = np.empty(n + nt, np.float32)
+    v[:nt] = tail
     for j in range(n):
-        acc = 0.0
-        for i in range(nt + 1):
-            k = j + i
-            v = tail[k] if k < nt else u[k - nt] - 0.5
-            acc += taps[i] * v
+        v[nt + j] = u[j] - np.float32(0.5)
+    for j in range(n):
+        acc = taps[half] * v[j + half]
+        for i in range(half):
+            acc += taps[i] * (v[j + i] + v[j + nt - i])
         out[j] = acc
-    if n >= nt:
-        for i in range(nt):
-            tail[i] = u[n - nt + i] - 0.5
-    else:
-        for i in range(nt - n):
-            tail[i] = tail[i + n]
-        for i in range(n):
-            tail[nt - n + i] = u[i] - 0.5
+    tail[:] = v[n:]
 
 
 class StepSource:

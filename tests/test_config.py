@@ -75,3 +75,39 @@ def test_link_protocol_defaults() -> None:
     p = LinkConfig().protocol
     assert p.security_bound == "lgg" and p.key_bytes == 32 and p.code_n == 64_000
     assert p.beta_target == 0.88  # what the MET family decodes at 25 km (docs/protocol.md)
+
+
+def test_converter_settings_default_to_the_500_msps_centre_layout() -> None:
+    m = LinkConfig().modulation
+    assert (m.converter_factor, m.layout, m.planned_linewidth_hz) == (8, "centre", 10e3)
+    assert m.player_sps == 500e6
+    wide = config_from_dict({"modulation": {"converter_factor": 4, "layout": "edge",
+                                            "planned_linewidth_hz": 1e5}}).modulation
+    assert wide.player_sps == 1e9 and wide.layout == "edge"
+    # the ZCU111 (Gen1) has factors 1, 2, 4, 8: 4 is allowed there too
+    assert config_from_dict({"modulation": {"board": "zcu111", "converter_factor": 4}})
+
+
+@pytest.mark.parametrize(
+    ("modulation", "msg"),
+    [
+        ({"converter_factor": 7}, r"converter_factor = 7 is not a decimation and interpolation "
+                                  r"factor of the rfsoc4x2"),
+        ({"board": "zcu111", "converter_factor": 5}, r"factor of the zcu111: \[1, 2, 4, 8\]"),
+        ({"converter_factor": 2}, r"converter_factor = 2: 2e\+09 S/s exceeds the overlay "
+                                  r"streams' 1e\+09 S/s"),
+        ({"converter_factor": 6}, r"converter_factor = 6: the player rate 6\.66667e\+08 S/s is "
+                                  r"not an integer multiple"),
+        ({"converter_factor": 40}, r"not an integer multiple \(>= 2\) of "
+                                   r"modulation\.symbol_rate_hz"),
+        ({"converter_factor": 20, "symbol_rate_hz": 50e6, "layout": "edge"},
+         r"modulation\.layout = 'edge' at converter_factor 20: .* too narrow"),
+        ({"converter_factor": 4.0}, r"converter_factor must be of type int"),
+        ({"layout": "center"}, r"modulation\.layout must be one of centre, edge"),
+        ({"planned_linewidth_hz": 0}, r"planned_linewidth_hz = 0\.0 is out of range: it must "
+                                      r"be > 0"),
+    ],
+)
+def test_bad_converter_settings(modulation: dict, msg: str) -> None:
+    with pytest.raises(ConfigError, match=msg):
+        config_from_dict({"modulation": modulation})

@@ -5,6 +5,7 @@ the configured one."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 from pathlib import Path
@@ -12,7 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_link import store_keys
+from test_link_two_process import TINY, finish, setup_ends, start_pair, stores
 
+from controller.cli import main
+from controller.commands import link_ends
+from controller.commands.link import build_config
 from controller.config import LinkConfig, config_from_dict
 from controller.link import prepare_workdir, run_link
 from controller.link_alice import tx_config
@@ -26,6 +31,7 @@ from controller.link_quantum import (
 from controller.link_report import LinkReport
 from dsp.layout import PASS_BAND, added_noise_model
 from dsp.transmitter import build_frame
+from fpga_bindings.overlay import open_model
 
 
 def wide_config(**modulation) -> LinkConfig:
@@ -134,3 +140,49 @@ def test_wide_link_estimates_the_configured_channel(wide_run) -> None:
     assert b.xi_low <= p.xi <= b.xi_max
     assert abs(b.transmittance / p.transmittance - 1) < 0.03
     assert abs(b.v_el - p.v_el) < 0.01
+
+
+def test_cli_converter_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--converter-factor/--layout/--planned-linewidth-hz` (link, tx, rx) override the
+    configuration's modulation section; bad values are one-line usage errors."""
+    args = argparse.Namespace(config=None, **dict.fromkeys(
+        ("distance_km", "xi", "eta", "vel", "va", "linewidth_hz", "seed", "frame_symbols",
+         "block_symbols", "xi_abort", "beta", "code_n", "bound")),
+        converter_factor=4, layout="edge", planned_linewidth_hz=1e5)
+    m = build_config(args).modulation
+    assert (m.converter_factor, m.layout, m.planned_linewidth_hz) == (4, "edge", 1e5)
+    rc = main(["link", "--sim", "--workdir", str(tmp_path / "w"), "--converter-factor", "7"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "modulation.converter_factor = 7" in err and len(err.splitlines()) == 1
+
+
+def test_board_overlay_of_contract_1_1_refuses_1_gsps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1.1 overlay streams one sample per beat: `--board` with converter_factor 4 stops."""
+    ol = open_model()
+    assert link_ends.check_overlay(ol, wide_config()) is ol
+    monkeypatch.setattr(type(ol.board_info), "version", property(lambda self: (1, 1, 0)))
+    with pytest.raises(ValueError, match=r"needs contract 1\.2"):
+        link_ends.check_overlay(ol, wide_config())
+    assert link_ends.check_overlay(ol, config_from_dict({})) is ol  # 500 MS/s is fine on 1.1
+
+
+def test_two_processes_at_1_gsps(tmp_path: Path) -> None:
+    """`cvqkd tx`/`rx` (the simulated fibre between two overlays, controller.link_fibre) at
+    converter factor 4 with the edge layout: Bob's DSP recovers every symbol of both frames
+    from 1 GS/s captures, the ends agree. (Frames of 2^16 symbols: a frame may still fail on
+    its statistics, e.g. the point estimate's excess-noise alarm.)"""
+    a, b = setup_ends(tmp_path)
+    tx, rx = start_pair(a, b, [*TINY, "--converter-factor", "4", "--layout", "edge"], frames=2)
+    rc_rx, rep_rx, err_rx = finish(rx)
+    rc_tx, rep_tx, err_tx = finish(tx)
+    assert rc_rx == 0 and rc_tx == 0, (err_rx + err_tx)[-2000:]
+    assert rep_tx["session_abort"] is None and rep_rx["session_abort"] is None
+    assert err_rx.count("DSP recovered 65536/65536 symbols") == 2, err_rx[-2000:]
+    assert err_rx.count("captured 680424 samples") == 2  # 1 GS/s: 10 samples per symbol + guards
+    assert rep_rx["frames_ok"] >= 1
+    assert all(f["ok"] or f["reason"] in ("excess_noise", "snr_out_of_range")
+               for f in rep_rx["frame_records"])
+    lo, hi = rep_rx["excess_noise_interval_snu"]
+    assert lo <= 0.02 <= hi
+    alice, bob = stores(a, b)
+    assert alice == bob

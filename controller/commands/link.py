@@ -29,6 +29,8 @@ _PHYSICS = {"distance_km": "distance_km", "xi": "xi", "eta": "eta", "v_el": "vel
 _PROTOCOL = {"frame_symbols": "frame_symbols", "block_symbols": "block_symbols",
              "xi_abort": "xi_abort", "beta_target": "beta", "code_n": "code_n",
              "security_bound": "bound"}
+_MODULATION = {"v_a": "va", "converter_factor": "converter_factor", "layout": "layout",
+               "planned_linewidth_hz": "planned_linewidth_hz"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +55,13 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vel", type=float, metavar="VEL", help="electronic noise, SNU")
     p.add_argument("--va", type=float, metavar="V", help="modulation variance, SNU")
     p.add_argument("--linewidth-hz", type=float, metavar="HZ", help="combined laser linewidth")
+    p.add_argument("--converter-factor", type=int, metavar="K",
+                   help="DAC interpolation = ADC decimation (8: 500 MS/s, 4: 1 GS/s)")
+    p.add_argument("--layout", choices=("centre", "edge"),
+                   help="frame layout: 'edge' puts data and strong pilot at opposite edges "
+                        "of the pass band (docs/dsp.md, 'Wide capture')")
+    p.add_argument("--planned-linewidth-hz", type=float, metavar="HZ",
+                   help="combined linewidth the edge layout's pilot power is planned for")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the simulated channel")
     p.add_argument("--frame-symbols", type=int, metavar="N")
     p.add_argument("--block-symbols", type=int, metavar="N",
@@ -78,7 +87,8 @@ def build_config(args: argparse.Namespace) -> LinkConfig:
         cfg = load_config(args.config)
         phys = {k: getattr(args, a) for k, a in _PHYSICS.items() if getattr(args, a) is not None}
         prot = {k: getattr(args, a) for k, a in _PROTOCOL.items() if getattr(args, a) is not None}
-        mod = {"v_a": args.va} if args.va is not None else {}
+        mod = {k: getattr(args, a) for k, a in _MODULATION.items()
+               if getattr(args, a) is not None}
         from controller.config import config_from_dict
 
         doc = {"physics": {**dataclasses.asdict(cfg.physics), **phys},

@@ -119,10 +119,16 @@ def open_board_overlay(bitfile: Path, cfg: LinkConfig) -> CvqkdOverlay:
 
 
 def check_overlay(overlay: CvqkdOverlay, cfg: LinkConfig) -> CvqkdOverlay:
-    """The overlay must be the configured board's (modulation.board) with its clocks locked."""
+    """The overlay must be the configured board's (modulation.board), able to stream the
+    configured converter rate (contract 1.2 for 1 GS/s), with its clocks locked."""
     if overlay.profile.name != cfg.modulation.board:
         raise UsageError(f"--board: the overlay is built for {overlay.profile.name}, the "
                          f"configuration says modulation.board = {cfg.modulation.board}")
+    if overlay.board_info.version < (1, 2, 0) and cfg.modulation.player_sps > 500e6:
+        raise UsageError(f"--board: overlay {'.'.join(map(str, overlay.board_info.version))} "
+                         f"streams one sample per beat (at most 500 MS/s); "
+                         f"modulation.converter_factor {cfg.modulation.converter_factor} needs "
+                         f"contract 1.2 (two samples per beat)")
     clocks = overlay.board_info.clocks()
     if not (clocks["ADC_PLL_LOCKED"] and clocks["DAC_PLL_LOCKED"]):
         raise UsageError(f"--board: converter clocks not locked ({clocks})")

@@ -80,9 +80,10 @@ def test_measured_table_is_consistent() -> None:
         assert rate / capacity_awgn(r.snr) == pytest.approx(r.beta, abs=2e-4)
 
 
-def test_choice_at_the_link_snr_respects_budget_and_rules() -> None:
-    best = operating_point.choose(LINK_SNR, LINK_REALS)
-    cands = operating_point.candidates(LINK_SNR, LINK_REALS)
+@pytest.mark.parametrize("snr", [0.3, LINK_SNR, 0.5])
+def test_choice_respects_budget_and_rules(snr: float) -> None:
+    best = operating_point.choose(snr, LINK_REALS)
+    cands = operating_point.candidates(snr, LINK_REALS)
     assert best in cands
     ok = [c for c in cands if c.fer_upper <= 0.25]
     assert best.beta * (1 - best.fer_upper) == max(c.beta * (1 - c.fer_upper) for c in ok)
@@ -94,26 +95,28 @@ def test_choice_at_the_link_snr_respects_budget_and_rules() -> None:
         # puncturing at this SNR is no more than measured (+ the documented 0.5 % slack)
         assert c.punctured / c.n <= c.source.punctured_fraction + 0.005 + spec.base_n / c.n
         k = c.n // spec.base_n * (spec.base_n - spec.ensemble.base_m)
-        assert c.beta == pytest.approx(k / c.n_tx / capacity_awgn(LINK_SNR), rel=1e-12)
+        assert c.beta == pytest.approx(k / c.n_tx / capacity_awgn(snr), rel=1e-12)
     for c in {c.n: c for c in cands if c.n <= 300_000}.values():  # build the short ones
         a = c.adaptation()
         assert a.transmitted.size == c.n_tx
-        assert a.beta(LINK_SNR) == pytest.approx(c.beta, rel=1e-12)
+        assert a.beta(snr) == pytest.approx(c.beta, rel=1e-12)
         # per frame: same code, beta held at a slightly lower estimated SNR with fewer
         # punctured bits, i.e. longer codewords
-        b = c.adapt_to(LINK_SNR - 0.005)
+        b = c.adapt_to(snr - 0.005)
         assert b.code.n == c.n and b.punctured < c.punctured
-        assert b.beta(LINK_SNR - 0.005) == pytest.approx(c.beta, abs=2e-4)
+        assert b.beta(snr - 0.005) == pytest.approx(c.beta, abs=2e-4)
     cheapest = min(c.decode_ns_per_real for c in ok)
     # a budget between the cheapest and the unconstrained choice is respected
     budget = 0.5 * (cheapest + best.decode_ns_per_real)
     if budget > cheapest:
-        tight = operating_point.choose(LINK_SNR, LINK_REALS, budget)
+        tight = operating_point.choose(snr, LINK_REALS, budget)
         assert tight.decode_ns_per_real <= budget
     with pytest.raises(ValueError, match="no measured"):
-        operating_point.choose(LINK_SNR, LINK_REALS, 0.5 * cheapest)
+        operating_point.choose(snr, LINK_REALS, 0.5 * cheapest)
     with pytest.raises(ValueError, match="no measured"):
         operating_point.choose(5.0, LINK_REALS)  # far outside the measured SNRs
+    # the mother code chosen is the one designed nearest this SNR
+    assert best.mother == {0.3: "met_r0.165", LINK_SNR: "met_r0.212", 0.5: "met_r0.255"}[snr]
 
 
 def test_choice_with_the_25km_finite_size_rate_maximises_bits_per_cpu_second() -> None:

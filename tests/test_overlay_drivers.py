@@ -274,3 +274,29 @@ def test_fault_mm2s_stall_times_out_waveform_load(ol):
     drivers.reset_dma(ol.dma_dac)
     ol.dac_player.load(np.ones((1000, 2), np.int16))
     assert ol.dac_player.io.get("LOADED") == 1000
+
+
+@pytest.mark.parametrize("stage", [64, drivers.STAGE_SAMPLES])
+def test_odd_waveform_padded_to_whole_beats(ol, phys, monkeypatch, stage):
+    """Contract 1.2 streams two samples per beat: an odd waveform (here in one transfer, or in
+    16 staged ones) is loaded with one zero sample of padding, and exactly its own n samples
+    play (LENGTH = n)."""
+    monkeypatch.setattr(drivers, "STAGE_SAMPLES", stage)
+    played = []
+    monkeypatch.setattr(phys, "load_dac", lambda iq, cyclic: played.append(iq.copy()))
+    wave = np.random.default_rng(5).integers(-2**15, 2**15, (1001, 2), dtype=np.int16)
+    ol.dac_player.load(wave)
+    assert ol.dac_player.io.get("LOADED") == 1002 and ol.dac_player.io.get("LENGTH") == 1001
+    ol.dac_player.play(cyclic=False)
+    assert np.array_equal(played[-1], wave)
+
+
+def test_capture_length_must_fill_whole_beats(ol):
+    """Two complex (DDC) or four real (REAL_IF) samples per 64-bit beat: other lengths are
+    refused before any register is written; whole beats capture."""
+    for n, mode in ((1001, "DDC"), (1002, "REAL_IF")):
+        with pytest.raises(ValueError, match="not whole beats"):
+            ol.adc_capture.arm(n, mode=mode)
+        assert not ol.adc_capture.io.get("STATUS", "ARMED")
+    assert ol.adc_capture.capture(1002).samples.shape == (1002, 2)
+    assert ol.adc_capture.capture(1004, mode="REAL_IF").samples.shape == (1004,)

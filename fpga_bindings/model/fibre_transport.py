@@ -28,6 +28,7 @@ import numpy as np
 
 from fpga_bindings.model.link import DAC_CODE_FULL_SCALE, LinkConfig
 from fpga_bindings.model.link_api import AdcSettings, FrontEnd, LinkStatus
+from fpga_bindings.model.phase_steps import StepSource
 
 MAGIC = b"CVQF"
 VERSION = 1
@@ -148,8 +149,8 @@ class TransmitterModel:
     frontend: FrontEnd = field(default_factory=FrontEnd)
 
     def __post_init__(self) -> None:
-        self._rng = np.random.Generator(np.random.SFC64(
-            np.random.SeedSequence(self.config.seed).spawn(6)[5]))
+        self._steps = StepSource(np.random.Generator(np.random.SFC64(
+            np.random.SeedSequence(self.config.seed).spawn(6)[5])))
         self._phase = 0.0
 
     def transmit(self, iq: np.ndarray, start_s: float = 0.0, chunk: int = 1 << 18,
@@ -164,10 +165,12 @@ class TransmitterModel:
         drop = 16 - c.profile.dac_bits
         amp = (c.dac_fs_snu / DAC_CODE_FULL_SCALE * 10.0 ** (-self.frontend.voa_db / 20.0)
                * (1.0 if self.frontend.laser_on else 0.0))
-        step_sd = np.sqrt(2.0 * np.pi * c.tx_linewidth_hz / c.player_sps)  # Wiener, per sample
+        # Wiener phase per player sample, band-limited (phase_steps.py: the skirt of the field's
+        # strong tones is not aliased); the steps' unit is a uniform's sd, 1/sqrt(12)
+        step_sd = np.sqrt(12.0 * 2.0 * np.pi * c.tx_linewidth_hz / c.player_sps)
         for b in range(0, len(iq), chunk):
             q = (iq[b:b + chunk] >> drop) << drop
-            phase = self._phase + np.cumsum(self._rng.standard_normal(len(q)) * step_sd)
+            phase = self._phase + np.cumsum(self._steps.draw(len(q)) * step_sd, dtype=np.float64)
             self._phase = float(phase[-1])
             light = (q[:, 0] + 1j * q[:, 1]) * amp * np.exp(1j * phase)
             self.sender.send_field(start_s, light, phase)

@@ -98,6 +98,11 @@ class Protocol:
     frame_symbols: int = field(default=1 << 20, **_range(1024, 1 << 28))
     block_symbols: int = field(default=10_000_000, **_range(1024, 1 << 34))  # PA block
     pe_fraction: float = field(default=0.1, **_range(0.0, 1.0, lo_open=True))
+    # "auto": code, length, beta and iteration cap from the measured operating points
+    # (reconcile.operating_point, the most secret bits per CPU second for the planned channel
+    # and block); "fixed", or an SNR outside the measured range: the MET rate-0.2 mother code
+    # of length code_n at beta_target with decoder_iterations (below)
+    reconciliation: str = field(default="auto", **_range(choices=("auto", "fixed")))
     # 0.88: what the MET rate-0.2 code family decodes reliably at 25 km (n = 64000, 100
     # iterations; measured in docs/protocol.md); 0.95 would fail nearly every codeword
     beta_target: float = field(default=0.88, **_range(0.5, 1.0))

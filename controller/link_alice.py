@@ -29,6 +29,7 @@ from controller.link_protocol import (
     check_estimate,
     codeword_tags,
     config_digest,
+    decoder_iterations,
     estimate_moments,
     key_reals,
     pe_indices,
@@ -243,7 +244,7 @@ def _decode_job(ctx: EndContext, ad: Adaptation, x: np.ndarray, alpha: np.ndarra
                 n_cw: int) -> Callable[[], DecodeResult]:
     """The thread body: MDR LLRs of every codeword, then the LDPC decoder."""
     code, carried, d = ad.code, ad.transmitted.size, ctx.cfg.protocol.mdr_dimension
-    iters = ctx.cfg.protocol.decoder_iterations
+    iters = decoder_iterations(ctx.cfg)
 
     def job() -> DecodeResult:
         llr = np.empty((n_cw, code.n), np.float32)

@@ -17,9 +17,9 @@ import numpy as np
 
 from controller.config import LinkConfig
 from controller.framing import MAX_APP_KEYS
-from reconcile import met_codes, rate_adapt, verify
+from reconcile import met_codes, operating_point, rate_adapt, verify
 from reconcile.estimation import ChannelEstimate, second_moments, worst_case_parameters
-from reconcile.finite_size import finite_size_rate_from_estimate
+from reconcile.finite_size import finite_size_rate, finite_size_rate_from_estimate
 from reconcile.ldpc_code import LdpcCode
 from reconcile.pa_length import PaLength, output_length
 from reconcile.rate_adapt import Adaptation
@@ -96,14 +96,18 @@ def channel_abort(exc: Exception) -> LinkAbort:
 
 def config_digest(cfg: LinkConfig) -> bytes:
     """SHA-256 of everything both ends must share: the modulation and protocol sections, the
-    detector efficiency `physics.eta` (both ends' estimates and bounds use it) and the mother
-    code chosen from the planned channel (`mother_code_key`). The rest of [physics] describes
-    the simulated channel (or is measured, like v_el) and may differ between the ends."""
+    detector efficiency `physics.eta` (both ends' estimates and bounds use it), the mother
+    code chosen from the planned channel (`mother_code_key`) and the reconciliation
+    operating point's efficiency (`reconciliation_point`, which the planned distance, xi and
+    v_el decide). The rest of [physics] describes the simulated channel (or is measured, like
+    v_el) and may differ between the ends as long as they plan the same code."""
     import json
     from dataclasses import asdict
 
+    point = reconciliation_point(cfg)
     doc = {"modulation": asdict(cfg.modulation), "protocol": asdict(cfg.protocol),
-           "detector": {"eta": cfg.physics.eta}, "mother_code": list(mother_code_key(cfg))}
+           "detector": {"eta": cfg.physics.eta}, "mother_code": list(mother_code_key(cfg)),
+           "operating_point": None if point is None else repr(point.beta)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()
 
 
@@ -220,8 +224,65 @@ def check_estimate(cfg: LinkConfig, est: ChannelEstimate) -> None:
 _MOTHER: dict[tuple[str, int], LdpcCode] = {}
 
 
+_POINTS: dict[tuple, operating_point.OperatingPoint | None] = {}
+# The operating point is chosen for an SNR this much below the planned one: a frame's
+# measured SNR scatters around the plan (PE noise, DSP), and its codewords grow as the SNR
+# falls (same code, same beta), so at the plan itself they would fill the frame exactly and a
+# slightly worse frame would lose a whole codeword (1/8 of it); 2 % of SNR leaves ~1.7 % of the
+# reals unused instead.
+SNR_MARGIN = 0.02
+# A frame's SNR estimate from its PE subset (~2e5 reals per 2^20-symbol frame) scatters by
+# about 0.75 % (1 sigma: 0.35 % in t, twice that in t^2, and 0.3 % in the noise variance);
+# the decoder's waterfall is steep in beta (0.911 -> 0.918 takes the FER from 0/64 to 5/64 in
+# the measured table), so the code is adapted for an SNR 1 % below the estimate.
+SNR_BACKOFF = 0.01
+
+
+def reconciliation_point(cfg: LinkConfig) -> operating_point.OperatingPoint | None:
+    """The measured operating point (`reconcile.operating_point.choose`) for the planned
+    channel, frame and block: the one with the most secret bits per CPU second by the planned
+    finite-size (LGG) rate at the FER's 95 % upper bound, among points whose codewords one
+    frame fills (the decoder takes one frame per call). None with protocol.reconciliation =
+    "fixed" or when no measured point covers the planned SNR (then `beta_target`/`code_n`
+    apply). A pure function of the configuration, so both ends choose the same."""
+    pr, ph, mo = cfg.protocol, cfg.physics, cfg.modulation
+    if pr.reconciliation != "auto":
+        return None
+    key = (ph.distance_km, ph.loss_db_per_km, ph.xi, ph.eta, ph.v_el, mo.v_a, mo.detection,
+           mo.detector, pr.frame_symbols, pr.block_symbols, pr.pe_fraction, pr.eps_pe,
+           pr.mdr_dimension)
+    if key not in _POINTS:
+        n = pr.frame_symbols
+        reals = (2 if mo.detection == "heterodyne" else 1) * (
+            n - max(100, math.floor(pr.pe_fraction * n)))
+
+        def key_rate(beta: float, fer: float) -> float:
+            return float(finite_size_rate(
+                mo.v_a, ph.transmittance, ph.xi, beta, n_total=pr.block_symbols,
+                pe_fraction=pr.pe_fraction, epsilon=pr.eps_pe, fer=fer, eta=ph.eta,
+                v_el=ph.v_el, detection=mo.detection, detector=mo.detector).k_finite_raw)
+
+        try:
+            _POINTS[key] = operating_point.choose((1 - SNR_MARGIN) * expected_snr(cfg), reals,
+                                                  key_rate=key_rate,
+                                                  d=pr.mdr_dimension, max_frames_per_batch=1)
+        except ValueError:
+            _POINTS[key] = None
+    return _POINTS[key]
+
+
+def decoder_iterations(cfg: LinkConfig) -> int:
+    """The decoder's iteration cap: the operating point's, else protocol.decoder_iterations."""
+    point = reconciliation_point(cfg)
+    return point.max_iter if point is not None else cfg.protocol.decoder_iterations
+
+
 def mother_code_key(cfg: LinkConfig) -> tuple[str, int]:
-    """(MET family member, length) of the mother code for the configured link's planned SNR."""
+    """(MET family member, length) of the mother code: the operating point's, else the
+    family member for beta_target at the planned SNR with length code_n."""
+    point = reconciliation_point(cfg)
+    if point is not None:
+        return point.mother, point.n
     snr = expected_snr(cfg)
     target = cfg.protocol.beta_target * 0.5 * math.log2(1.0 + snr)
     spec = met_codes.for_rate(min(target, 0.2))
@@ -246,8 +307,12 @@ def expected_snr(cfg: LinkConfig) -> float:
 
 
 def adapt(cfg: LinkConfig, est: ChannelEstimate) -> Adaptation:
-    """Punctured/shortened code for efficiency beta_target at the estimated SNR."""
+    """The mother code punctured (or shortened) for the operating point's efficiency (else
+    beta_target) at the frame's estimated SNR."""
+    point = reconciliation_point(cfg)
     try:
+        if point is not None:
+            return point.adapt_to((1 - SNR_BACKOFF) * est.snr, cfg.protocol.mdr_dimension)
         return rate_adapt.for_snr(mother_code(cfg), est.snr, cfg.protocol.beta_target,
                                   d=cfg.protocol.mdr_dimension)
     except ValueError as exc:

@@ -104,6 +104,7 @@ class OperatingPoint:
     fer_upper: float  # 95 % upper bound
     decode_ns_per_real: float  # CPU, including unfilled group lanes
     source: MeasuredPoint
+    used_fraction: float = 1.0  # share of the frame's reals the codewords carry (planned SNR)
 
     def adaptation(self) -> rate_adapt.Adaptation:
         """The punctured code as chosen (built on first use, cached by met_codes)."""
@@ -166,17 +167,22 @@ def adapted_code(mother: str, n_tx: int, rate: float, d: int = 8) -> rate_adapt.
     return rate_adapt.with_counts(met_codes.get_code(mother, n), n - n_tx, 0)
 
 
-def frames_per_batch(codewords_per_frame: int) -> int:
-    """Fewest frames (<= 8) whose codewords fill groups of 8 to at least 15/16."""
-    for f in range(1, MAX_FRAMES_PER_BATCH + 1):
+def frames_per_batch(codewords_per_frame: int, max_frames: int = MAX_FRAMES_PER_BATCH) -> int:
+    """Fewest frames (<= max_frames) whose codewords fill groups of 8 to at least 15/16."""
+    for f in range(1, max_frames + 1):
         words = f * codewords_per_frame
         if words / (LANES * math.ceil(words / LANES)) >= 15 / 16:
             return f
-    return MAX_FRAMES_PER_BATCH
+    return max_frames
 
 
-def candidates(snr: float, reals_per_frame: int, d: int = 8) -> list[OperatingPoint]:
-    """Every measured row that applies at this SNR and frame size (see the module docstring)."""
+def candidates(snr: float, reals_per_frame: int, d: int = 8,
+               max_frames_per_batch: int = MAX_FRAMES_PER_BATCH) -> list[OperatingPoint]:
+    """Every measured row that applies at this SNR and frame size (see the module docstring);
+    a decoder that takes one frame's codewords per call passes max_frames_per_batch=1 (the
+    cost then counts the group lanes that frame leaves empty)."""
+    if max_frames_per_batch < 1:
+        raise ValueError(f"max_frames_per_batch must be >= 1, got {max_frames_per_batch}")
     if not snr > 0:
         raise ValueError(f"snr must be > 0, got {snr}")
     if reals_per_frame < d:
@@ -197,16 +203,27 @@ def candidates(snr: float, reals_per_frame: int, d: int = 8) -> list[OperatingPo
             continue
         if (n - n_tx) / n > row.punctured_fraction + 0.005:
             continue
-        k = n // spec.base_n * (spec.base_n - spec.ensemble.base_m)
-        fpb = frames_per_batch(per_frame)
+        fpb = frames_per_batch(per_frame, max_frames_per_batch)
         words = fpb * per_frame
         fill = words / (LANES * math.ceil(words / LANES))
-        out.append(OperatingPoint(
-            mother=row.mother, n=n, n_tx=n_tx, punctured=n - n_tx,
-            codewords_per_frame=per_frame, frames_per_batch=fpb,
-            beta=k / n_tx / capacity_awgn(snr), max_iter=row.max_iter, fer=row.fer,
-            fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real / fill, source=row,
-        ))
+        c = capacity_awgn(snr)
+        # (a) every real of the frame carried; beta falls below the row's by the step of n.
+        # (b) the next length at the row's beta: fewer reals per codeword, the rest unused.
+        k_b = (n + spec.base_n) // spec.base_n * (spec.base_n - spec.ensemble.base_m)
+        n_tx_b = math.ceil(k_b / (row.beta * c) / d) * d
+        options = [(n, n_tx)]
+        if row.n_tx - d <= n_tx_b <= n_tx and \
+                (n + spec.base_n - n_tx_b) / (n + spec.base_n) <= row.punctured_fraction + 0.005:
+            options.append((n + spec.base_n, n_tx_b))
+        for n_o, n_tx_o in options:
+            k = n_o // spec.base_n * (spec.base_n - spec.ensemble.base_m)
+            out.append(OperatingPoint(
+                mother=row.mother, n=n_o, n_tx=n_tx_o, punctured=n_o - n_tx_o,
+                codewords_per_frame=per_frame, frames_per_batch=fpb,
+                beta=k / n_tx_o / c, max_iter=row.max_iter, fer=row.fer,
+                fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real / fill, source=row,
+                used_fraction=per_frame * n_tx_o / reals_per_frame,
+            ))
     return out
 
 
@@ -219,6 +236,7 @@ def choose(
     other_ns_per_real: float = OTHER_NS_PER_REAL,
     fer_max: float = 0.25,
     d: int = 8,
+    max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
 ) -> OperatingPoint:
     """The operating point with the most secret bits per second of processing.
 
@@ -230,12 +248,17 @@ def choose(
     CPU second, key_rate(beta, fer_upper) / (other_ns_per_real + decode_ns_per_real). Without
     it, the point with the most reconciled information beta (1 - fer_upper) within the budget
     (the secret rate rises steeply with beta, but how steeply depends on the channel).
+    The key rate counts only the share of the frame the codewords carry (`used_fraction`).
+    Points where key_rate <= 0 rank below every point with a key, among themselves by
+    beta (1 - fer_upper) per CPU second.
+    max_frames_per_batch: frames whose codewords the caller decodes in one call (see
+    `candidates`).
     Raises ValueError if no measured point applies (SNR outside the measured range, frames
     too short, or budget too small).
     """
     if not cpu_ns_per_real > 0:
         raise ValueError(f"cpu_ns_per_real must be > 0, got {cpu_ns_per_real}")
-    pool = [c for c in candidates(snr, reals_per_frame, d)
+    pool = [c for c in candidates(snr, reals_per_frame, d, max_frames_per_batch)
             if c.decode_ns_per_real <= cpu_ns_per_real and c.fer_upper <= fer_max]
     if not pool:
         raise ValueError(
@@ -243,10 +266,14 @@ def choose(
             f"per frame and {cpu_ns_per_real:g} ns of decoding per real"
         )
 
-    def score(c: OperatingPoint) -> tuple[float, float]:
+    def score(c: OperatingPoint) -> tuple[int, float, float]:
+        cost = other_ns_per_real + c.decode_ns_per_real
         if key_rate is None:
-            return c.beta * (1.0 - c.fer_upper), -c.decode_ns_per_real
-        bits = key_rate(c.beta, c.fer_upper)
-        return bits / (other_ns_per_real + c.decode_ns_per_real), -c.decode_ns_per_real
+            return 1, c.beta * (1.0 - c.fer_upper), -c.decode_ns_per_real
+        bits = key_rate(c.beta, c.fer_upper) * c.used_fraction
+        if bits > 0:
+            return 1, bits / cost, -c.decode_ns_per_real
+        # no key at any of these points (block too short): reconciled information per CPU
+        return 0, c.beta * (1.0 - c.fer_upper) / cost, -c.decode_ns_per_real
 
     return max(pool, key=score)

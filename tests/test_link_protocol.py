@@ -74,9 +74,15 @@ def test_config_digest_covers_what_both_ends_use() -> None:
     base = LinkConfig()
     # the simulated channel's own settings may differ between the ends...
     assert config_digest(base) == config_digest(config_from_dict({"physics": {"seed": 9}}))
-    assert config_digest(base) == config_digest(config_from_dict({"physics": {"xi": 0.03}}))
-    # ...but not the protocol, the detector efficiency both estimates use, or the mother code
+    assert config_digest(base) == config_digest(config_from_dict({"physics": {
+        "linewidth_hz": 1e3, "clock_ppm": -3.0}}))
+    # ...but not the protocol, the detector efficiency both estimates use, or the code the
+    # planned channel picks (the operating point depends on the planned xi)
     assert config_digest(base) != config_digest(config_from_dict({"protocol": {"code_n": 32000}}))
+    assert config_digest(base) != config_digest(config_from_dict({"physics": {"xi": 0.03}}))
+    fixed = {"protocol": {"reconciliation": "fixed"}}
+    assert config_digest(config_from_dict(fixed)) == config_digest(config_from_dict(
+        {**fixed, "physics": {"xi": 0.03}}))
     assert config_digest(base) != config_digest(config_from_dict({"physics": {"eta": 0.6}}))
     near = config_from_dict({"physics": {"distance_km": 50.0}})
     assert mother_code_key(near) != mother_code_key(base)

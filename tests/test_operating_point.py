@@ -176,3 +176,28 @@ def test_chosen_link_point_decodes_at_its_promised_fer() -> None:
           f"cap={point.max_iter}: {errors}/{frames} (measured {point.source.errors}/"
           f"{point.source.frames})")
     assert errors <= _allowed(point, frames)
+
+
+def test_used_fraction_and_points_without_a_key() -> None:
+    """Each candidate's `used_fraction` is the share of the frame its codewords carry; with
+    a key rate that is <= 0 everywhere (block too short), the choice falls back to the most
+    reconciled information per CPU second, and a point with a key beats every one without."""
+    cands = [c for c in operating_point.candidates(LINK_SNR, LINK_REALS, max_frames_per_batch=1)
+             if c.fer_upper <= 0.25]
+    assert any(c.used_fraction < 1 for c in cands)  # the next-length option exists here
+    for c in cands:
+        assert c.frames_per_batch == 1
+        assert c.used_fraction == pytest.approx(c.codewords_per_frame * c.n_tx / LINK_REALS)
+        assert 0.9 < c.used_fraction <= 1.0
+
+    def cost(c: operating_point.OperatingPoint) -> float:
+        return operating_point.OTHER_NS_PER_REAL + c.decode_ns_per_real
+
+    none = operating_point.choose(LINK_SNR, LINK_REALS, key_rate=lambda b, f: -1.0,
+                                  max_frames_per_batch=1)
+    assert none.beta * (1 - none.fer_upper) / cost(none) == max(
+        c.beta * (1 - c.fer_upper) / cost(c) for c in cands)
+    lucky = min(cands, key=lambda c: c.beta)  # the only point given a key
+    one = operating_point.choose(LINK_SNR, LINK_REALS, max_frames_per_batch=1,
+                                 key_rate=lambda b, f: 1.0 if b == lucky.beta else -1.0)
+    assert one.beta == lucky.beta

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_link import store_keys
-from test_link_two_process import TINY, finish, setup_ends, start_pair, stores
+from test_link_drivers_board import bench
+from test_link_two_process import (
+    TINY,
+    finish,
+    free_port_pair,
+    setup_ends,
+    start_pair,
+    stores,
+)
 
 from controller.cli import main
 from controller.commands import link_ends
@@ -29,6 +37,7 @@ from controller.link_quantum import (
     model_overlay,
 )
 from controller.link_report import LinkReport
+from controller.link_two_process import TxServer, end_files, run_rx, run_tx
 from dsp.layout import PASS_BAND, added_noise_model
 from dsp.transmitter import build_frame
 from fpga_bindings.overlay import open_model
@@ -186,3 +195,36 @@ def test_two_processes_at_1_gsps(tmp_path: Path) -> None:
     assert lo <= 0.02 <= hi
     alice, bob = stores(a, b)
     assert alice == bob
+
+
+def test_board_path_at_1_gsps(tmp_path: Path) -> None:
+    """The two-board code path (test_link_drivers_board's bench of two model devices: player
+    armed for the external trigger, capture with trigger output and TRIG_DELAY) at converter
+    factor 4 with the edge layout: both overlays run their converters at 1 GS/s and both
+    frames synchronise; the stores agree."""
+    cfg = config_from_dict({"physics": {"distance_km": 5.0, "seed": 7},
+                            "modulation": {"v_a": 1.5, "converter_factor": 4, "layout": "edge"},
+                            "protocol": {"frame_symbols": 1 << 16, "block_symbols": 1 << 17,
+                                         "code_n": 16000, "xi_abort": 1.0}})
+    a, b = setup_ends(tmp_path)
+    alice, bob = bench(cfg)
+    addr = ("127.0.0.1", free_port_pair())
+
+    async def both():
+        listening = asyncio.Event()
+        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, None,
+                                        TxServer(frames=2), overlay=alice,
+                                        on_listening=lambda *_: listening.set()))
+        await asyncio.wait_for(listening.wait(), 30)
+        rx = await run_rx(cfg, end_files(cfg, b, "bob"), addr, None, overlay=bob)
+        (tx_report,) = await tx
+        return tx_report, rx
+
+    rep_tx, rep_rx = asyncio.run(both())
+    assert rep_tx.session_abort is None and rep_rx.session_abort is None
+    assert alice.rfdc.dac_interpolation() == bob.rfdc.dac_interpolation() == 4
+    assert [f.ok for f in rep_rx.frames] == [True, True]
+    for f in rep_rx.frames:  # xi 0.02 SNU; one 2^16-symbol frame estimates it to ~0.06
+        assert abs(f.xi - cfg.physics.xi) < 0.25
+    alice_keys, bob_keys = stores(a, b)
+    assert alice_keys == bob_keys

@@ -74,7 +74,9 @@ class LinkConfig:
     interpolation: int | None = None  # DAC interpolation: player rate = dac_sps / interpolation
     adc_sps: float | None = None  # ADC converter rate (nominal, DAC clock), samples/s
     # simulation
-    phase_grid: int = 16  # output samples between exact points of the phase trajectory
+    phase_grid: int = 16  # output samples between exact points of the phase trajectory (the
+    #                       band-limited bridge fills them in; 1: no bridge, the sampled Wiener
+    #                       phase with aliased skirts)
     seed: int | None = None
 
     def __post_init__(self) -> None:

@@ -168,3 +168,26 @@ def test_excess_noise_check_and_block_bound() -> None:
     assert high.pa.hash_output_bits <= 1_700_000 * high.bits_per_symbol - 61 * 95
     none = block_bound(cfg, est, net_bits=0, **kw)
     assert none.pa.hash_output_bits == 0
+
+
+def test_reconciliation_mode_from_the_command_line() -> None:
+    """--reconciliation fixed: the rate-0.2 family at --code-n and --beta with the configured
+    iteration cap; auto (default): the measured operating point, whose code length and cap
+    ignore --code-n; an SNR outside the measured range falls back to the fixed choice."""
+    import argparse
+
+    from controller.commands.link import add_config_arguments, build_config
+    from controller.link_protocol import decoder_iterations, reconciliation_point
+
+    p = argparse.ArgumentParser()
+    add_config_arguments(p)
+    fixed = build_config(p.parse_args(["--reconciliation", "fixed", "--code-n", "16000"]))
+    assert reconciliation_point(fixed) is None
+    assert mother_code_key(fixed) == ("met_r0.20", 16000)
+    assert decoder_iterations(fixed) == fixed.protocol.decoder_iterations
+    auto = build_config(p.parse_args(["--code-n", "16000"]))
+    point = reconciliation_point(auto)
+    assert point is not None and mother_code_key(auto) == (point.mother, point.n)
+    assert point.n > 16000 and decoder_iterations(auto) == point.max_iter
+    far = build_config(p.parse_args(["--distance-km", "60"]))  # SNR ~0.1: not measured
+    assert reconciliation_point(far) is None

@@ -28,7 +28,7 @@ _PHYSICS = {"distance_km": "distance_km", "xi": "xi", "eta": "eta", "v_el": "vel
             "linewidth_hz": "linewidth_hz", "seed": "seed"}
 _PROTOCOL = {"frame_symbols": "frame_symbols", "block_symbols": "block_symbols",
              "xi_abort": "xi_abort", "beta_target": "beta", "code_n": "code_n",
-             "security_bound": "bound"}
+             "security_bound": "bound", "reconciliation": "reconciliation"}
 _MODULATION = {"v_a": "va", "converter_factor": "converter_factor", "layout": "layout",
                "planned_linewidth_hz": "planned_linewidth_hz"}
 
@@ -67,8 +67,13 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-symbols", type=int, metavar="N",
                    help="privacy-amplification block (finite-size bound), symbols")
     p.add_argument("--xi-abort", type=float, metavar="XI")
-    p.add_argument("--beta", type=float, metavar="B", help="target reconciliation efficiency")
-    p.add_argument("--code-n", type=int, metavar="N", help="LDPC mother code length, bits")
+    p.add_argument("--reconciliation", choices=("auto", "fixed"),
+                   help="auto: code, length, beta and iterations from the measured operating "
+                        "points (default); fixed: --beta and --code-n")
+    p.add_argument("--beta", type=float, metavar="B",
+                   help="target reconciliation efficiency (with --reconciliation fixed)")
+    p.add_argument("--code-n", type=int, metavar="N",
+                   help="LDPC mother code length, bits (with --reconciliation fixed)")
     p.add_argument("--bound", choices=("lgg", "composable", "min"),
                    help="finite-size bound for the key length")
 

@@ -156,7 +156,7 @@ def test_cli_converter_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     configuration's modulation section; bad values are one-line usage errors."""
     args = argparse.Namespace(config=None, **dict.fromkeys(
         ("distance_km", "xi", "eta", "vel", "va", "linewidth_hz", "seed", "frame_symbols",
-         "block_symbols", "xi_abort", "beta", "code_n", "bound")),
+         "block_symbols", "xi_abort", "beta", "code_n", "bound", "reconciliation")),
         converter_factor=4, layout="edge", planned_linewidth_hz=1e5)
     m = build_config(args).modulation
     assert (m.converter_factor, m.layout, m.planned_linewidth_hz) == (4, "edge", 1e5)

@@ -134,8 +134,7 @@ async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int | None,
         while more(f):
             with timer.stage("emit_capture"):
                 frame = await pending
-            # synthesised ahead; never sent (its key never used) if the run stops first
-            pending = synthesise(f + 1) if n_frames is None or f + 1 < n_frames else None
+            pending = None
             timing = await qc.emit(Emission(f, frame.iq_int16, frame.meta["quad_per_lsb"],
                                             frame.meta))
             await ch.send(MsgType.PARAMS, {"frame": f, "tx_meta": json.dumps(
@@ -146,6 +145,9 @@ async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int | None,
                 decoding.start(timer)
             sift = await ch.recv(MsgType.SIFT)
             _check_frame(sift.fields, f)
+            # frame f+1 synthesised ahead (never sent, its key never used, if the run stops
+            # first), from SIFT on: after Bob's capture of f, whose working set it would add to
+            pending = synthesise(f + 1) if n_frames is None or f + 1 < n_frames else None
             disclosed = None
             if sift.fields.get("status") == "ok":
                 disclosed = await _disclose(ctx, f, symbols, sift.fields["nonce_b"])

@@ -6,7 +6,9 @@ per-bit LLRs (LLR = ln P(x=0)/P(x=1), so LLR > 0 means bit 0).
 
 `Decoder(code)` prepares the graph once (shortened variables dropped, degree-one variables
 folded into their check, checks with a single remaining variable turned into constant
-messages) and owns every buffer; `decode()` keeps one `Decoder` per code in a small cache.
+messages) and owns every buffer; `decode()` keeps one `Decoder` per code in a small cache
+while the code object lives (a decoder does not keep its code alive: the link punctures a
+new code per frame, and a decoder of a 248000-bit code holds ~10 MB of graph arrays).
 Calls release the GIL and are safe from several Python threads at once.
 """
 
@@ -45,10 +47,11 @@ class DecodeResult:
 
 
 class Decoder:
-    """Decoder of one `LdpcCode`; build once, call `decode` many times (from any thread)."""
+    """Decoder of one `LdpcCode`; build once, call `decode` many times (from any thread).
+    It keeps the graph it needs, not the code object."""
 
     def __init__(self, code: LdpcCode) -> None:
-        self.code = code
+        self.n, self.m, self.name = code.n, code.m, code.name
         n, m = code.n, code.m
         check_of_edge = np.repeat(np.arange(m, dtype=np.int32), code.check_degrees())
         pair = check_of_edge.astype(np.int64) * n + code.var_idx
@@ -146,14 +149,14 @@ class Decoder:
         the kernel build ("auto" = fastest this CPU runs; results depend on the build only
         through rounding, and "portable" and "avx2" agree bit for bit).
         """
-        code = self.code
+        n, m = self.n, self.m
         llr_arr = np.asarray(llr)
         syn_arr = np.asarray(syndrome)
-        if llr_arr.ndim != 2 or llr_arr.shape[1] != code.n:
-            raise ValueError(f"llr must have shape (frames, {code.n}), got {np.shape(llr)}")
+        if llr_arr.ndim != 2 or llr_arr.shape[1] != n:
+            raise ValueError(f"llr must have shape (frames, {n}), got {np.shape(llr)}")
         frames = llr_arr.shape[0]
-        if syn_arr.shape != (frames, code.m):
-            raise ValueError(f"syndrome must have shape ({frames}, {code.m}), got {syn_arr.shape}")
+        if syn_arr.shape != (frames, m):
+            raise ValueError(f"syndrome must have shape ({frames}, {m}), got {syn_arr.shape}")
         if not np.issubdtype(llr_arr.dtype, np.floating):
             raise ValueError(f"llr must be a floating-point array, got {llr_arr.dtype}")
         if not (np.issubdtype(syn_arr.dtype, np.integer) or syn_arr.dtype == np.bool_):
@@ -176,12 +179,12 @@ class Decoder:
             raise ValueError("llr contains NaN")
         llr_in[:, self._punctured] = 0.0
         syn_in = np.ascontiguousarray(syn_arr, dtype=np.uint8)
-        bits = np.zeros((frames, code.n), np.uint8)
+        bits = np.zeros((frames, n), np.uint8)
         converged = np.zeros(frames, np.uint8)
         iterations = np.zeros(frames, np.int32)
         llr_out = None
         if return_llr:
-            llr_out = np.full((frames, code.n), np.inf, np.float32)
+            llr_out = np.full((frames, n), np.inf, np.float32)
         nthreads = max(1, min(int(threads), -(-frames // LANES)))
         work = np.empty(nthreads * self._work_floats, np.float32)
         rc = lib.ldpc_decode(
@@ -203,13 +206,22 @@ class Decoder:
         return DecodeResult(bits, converged.astype(bool), iterations, llr_out)
 
 
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()  # re-entrant: a weakref callback may run under it (gc)
 _cache: dict[int, tuple[weakref.ref, Decoder]] = {}
 _CACHE_SIZE = 8
 
 
+def _forget(key: int, ref: weakref.ref) -> None:
+    """Drop a dead code's decoder (weakref callback: the code object was freed)."""
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] is ref:
+            del _cache[key]
+
+
 def decoder_for(code: LdpcCode) -> Decoder:
-    """The cached `Decoder` of `code` (built on first use; a few codes are kept)."""
+    """The cached `Decoder` of `code` (built on first use). At most `_CACHE_SIZE` codes are
+    kept, and only while their code objects live: a decoder leaves the cache with its code."""
     with _cache_lock:
         hit = _cache.get(id(code))
         if hit is not None and hit[0]() is code:
@@ -218,7 +230,8 @@ def decoder_for(code: LdpcCode) -> Decoder:
     with _cache_lock:
         if len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
-        _cache[id(code)] = (weakref.ref(code), dec)
+        key = id(code)
+        _cache[key] = (weakref.ref(code, lambda ref: _forget(key, ref)), dec)
     return dec
 
 

@@ -269,3 +269,17 @@ def test_checks_of_punctured_degree_one_variables_are_skipped_but_solved():
     assert np.array_equal(code.syndrome(res.bits), syn)
     core = np.setdiff1d(np.arange(code.n), deg1)
     assert np.array_equal(res.bits[:, core], x[:, core])
+
+
+def test_decoder_cache_does_not_keep_dead_codes() -> None:
+    """A cached decoder leaves the cache when its code is freed (the link punctures a new code
+    per frame): the cache must not hold the decoders of dead codes."""
+    import gc
+    import weakref
+
+    code = random_code(96, 3, 6, 3)
+    dec = weakref.ref(ld.decoder_for(code))
+    assert dec() is not None and any(ref() is code for ref, _ in ld._cache.values())
+    del code
+    gc.collect()
+    assert dec() is None

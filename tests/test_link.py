@@ -266,24 +266,55 @@ class MessageLog:
         return self.sent.index((end, name, frame))
 
 
+def blocks_of(report: LinkReport, block_symbols: int) -> list[list[int]]:
+    """The block partition the protocol must produce from the frames' verification results,
+    computed independently of controller.link_end: verified frames join the open block in
+    frame order; the block closes after the VERIFY of the frame that brings it to
+    block_symbols; frames left at the end form the last block."""
+    blocks: list[list[int]] = [[]]
+    n = 0
+    for fr in report.frames:
+        if fr.ok:
+            blocks[-1].append(fr.frame)
+            n += fr.symbols
+            if n >= block_symbols:
+                blocks.append([])
+                n = 0
+    return [b for b in blocks if b]
+
+
 def test_frames_pipelined_two_deep(good_run, tmp_path: Path, monkeypatch) -> None:
     """Frame f's PARAMS and ESTIMATION go before frame f-1's VERIFY (so Bob captures and
     processes f while Alice decodes f-1), and never more than two frames are in flight: frame
     f's PARAMS follows frame f-2's VERIFY answer. Independent of machine speed: the order is
-    the protocol's."""
+    the protocol's.
+    Reconciliation at beta 0.8 (fixed, 7 codewords of 16000 bits per 2^16-symbol frame): a
+    frame fails only if all 7 codewords do (16 runs: 3 of 448 codewords failed, no frame). The
+    operating point chosen for these frames has 2 codewords at beta ~0.88 that fail together
+    when the PE subset (6554 symbols) overestimates the SNR: ~1 run in 12 lost frame 0 (a
+    statistical failure, not a race). The block partition is still derived from the frames'
+    verification results, so a lost frame would test the accounting instead of failing."""
     log = MessageLog(monkeypatch)
     root0, cfg, _ = good_run
     root = tmp_path / "w"
     shutil.copytree(root0, root)
     small = dataclasses.replace(cfg, protocol=dataclasses.replace(
-        cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 17, xi_abort=1.0))
+        cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 17, xi_abort=1.0,
+        reconciliation="fixed", beta_target=0.8))
     report = run(small, root, frames=4)
     assert report.session_abort is None and len(report.frames) == 4
-    # block 0 closes after frame 1's VERIFY pair, with frame 2 already in flight: frame 2
-    # belongs to block 1
-    assert [b.frames for b in report.blocks] == [[0, 1], [2, 3]]
-    assert log.index("alice", "PARAMS", 2) < log.index("bob", "PA_SEED", None) < \
-        log.index("alice", "PARAMS", 3)
+    # every frame reached verification (no capture or estimation abort)
+    assert all(fr.reason in (None, AbortReason.VERIFICATION_FAILED.value)
+               for fr in report.frames)
+    expected = blocks_of(report, 1 << 17)
+    assert [b.frames for b in report.blocks] == expected
+    assert sum(fr.ok for fr in report.frames) >= 3  # 4 in practice: [[0, 1], [2, 3]]
+    # the first block closes after its last frame's VERIFY pair, with the next frame already
+    # in flight: that frame belongs to the next block
+    last = expected[0][-1]
+    assert log.index("alice", "PARAMS", last + 1) < log.index("bob", "PA_SEED", None)
+    if last + 2 < 4:
+        assert log.index("bob", "PA_SEED", None) < log.index("alice", "PARAMS", last + 2)
     for f in range(1, 4):
         verify_prev = log.index("alice", "VERIFY", f - 1)
         assert log.index("alice", "PARAMS", f) < verify_prev

@@ -113,14 +113,24 @@ def test_second_run_adds_keys_and_keeps_old_ones(good_run, tmp_path: Path) -> No
     assert set(before) < set(alice)
 
 
+# Reconciliation of the 2^16-symbol frames below: beta 0.8 with the fixed 16000-bit code,
+# 7 codewords per frame (16 runs of 4 frames: 3 of 448 codewords failed, no frame). The
+# operating point chosen for such frames has 2 codewords at beta ~0.88 that fail together when
+# the PE subset (6554 symbols) overestimates the SNR (1 frame of 48 in 12 runs of 4 frames;
+# the pipelined tests below failed about 1 run in 6-12 that way, 2026-11-26).
+SHORT_FRAME_RECONCILIATION = {"reconciliation": "fixed", "beta_target": 0.8}
+
+
 def _abort_run(good_run, tmp_path: Path, frames: int = 1, **kw) -> tuple[LinkReport, dict]:
-    """A run on a copy of the good run's work directory; the stores must be untouched."""
+    """A run of 2^16-symbol frames on a copy of the good run's work directory; the stores
+    must be untouched."""
     root0, cfg, _ = good_run
     root = tmp_path / "w"
     shutil.copytree(root0, root)
     before = both_stores(root, cfg)
     small = dataclasses.replace(cfg, protocol=dataclasses.replace(
-        cfg.protocol, frame_symbols=1 << 16, **kw.pop("protocol", {})))
+        cfg.protocol, frame_symbols=1 << 16,
+        **{**SHORT_FRAME_RECONCILIATION, **kw.pop("protocol", {})}))
     report = run(small, root, frames=frames, **kw)
     after = both_stores(root, cfg)
     assert after == before and after[0] == after[1]  # nothing lost, nothing added
@@ -288,19 +298,17 @@ def test_frames_pipelined_two_deep(good_run, tmp_path: Path, monkeypatch) -> Non
     processes f while Alice decodes f-1), and never more than two frames are in flight: frame
     f's PARAMS follows frame f-2's VERIFY answer. Independent of machine speed: the order is
     the protocol's.
-    Reconciliation at beta 0.8 (fixed, 7 codewords of 16000 bits per 2^16-symbol frame): a
-    frame fails only if all 7 codewords do (16 runs: 3 of 448 codewords failed, no frame). The
-    operating point chosen for these frames has 2 codewords at beta ~0.88 that fail together
-    when the PE subset (6554 symbols) overestimates the SNR: ~1 run in 12 lost frame 0 (a
-    statistical failure, not a race). The block partition is still derived from the frames'
-    verification results, so a lost frame would test the accounting instead of failing."""
+    Reconciliation with margin (SHORT_FRAME_RECONCILIATION): with the operating point, ~1 run
+    in 12 lost frame 0 to two failed codewords (a statistical failure, not a race). The block
+    partition is derived from the frames' verification results, so a lost frame would test
+    the accounting instead of failing."""
     log = MessageLog(monkeypatch)
     root0, cfg, _ = good_run
     root = tmp_path / "w"
     shutil.copytree(root0, root)
     small = dataclasses.replace(cfg, protocol=dataclasses.replace(
         cfg.protocol, frame_symbols=1 << 16, block_symbols=1 << 17, xi_abort=1.0,
-        reconciliation="fixed", beta_target=0.8))
+        **SHORT_FRAME_RECONCILIATION))
     report = run(small, root, frames=4)
     assert report.session_abort is None and len(report.frames) == 4
     # every frame reached verification (no capture or estimation abort)

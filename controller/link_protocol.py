@@ -225,17 +225,23 @@ _MOTHER: dict[tuple[str, int], LdpcCode] = {}
 
 
 _POINTS: dict[tuple, operating_point.OperatingPoint | None] = {}
-# The operating point is chosen for an SNR this much below the planned one: a frame's
-# measured SNR scatters around the plan (PE noise, DSP), and its codewords grow as the SNR
-# falls (same code, same beta), so at the plan itself they would fill the frame exactly and a
-# slightly worse frame would lose a whole codeword (1/8 of it); 2 % of SNR leaves ~1.7 % of the
-# reals unused instead.
-SNR_MARGIN = 0.02
-# A frame's SNR estimate from its PE subset (~2e5 reals per 2^20-symbol frame) scatters by
-# about 0.75 % (1 sigma: 0.35 % in t, twice that in t^2, and 0.3 % in the noise variance);
-# the decoder's waterfall is steep in beta (0.911 -> 0.918 takes the FER from 0/64 to 5/64 in
-# the measured table), so the code is adapted for an SNR 1 % below the estimate.
-SNR_BACKOFF = 0.01
+# A frame's SNR estimate from m real PE samples scatters by
+#   sd_rel = sqrt((4 / SNR + 2) / m)
+# (t^2 has twice the relative variance of t = Sxy / Sxx, 1 / (m SNR), and sigma^2 adds 2 / m):
+# 0.76 % for a 2^20-symbol frame at SNR 0.4 (2.1e5 reals), 3 % for 2^16. The decoder's
+# waterfall is steep in beta (0.911 -> 0.918 takes the FER from 0/64 to 5/64 in the measured
+# table), so each frame's code is adapted for its estimate lowered by BACKOFF_SIGMAS sd;
+# without it, 4 default frames gave FER 0.125, with it 0. The operating point is chosen at
+# the planned SNR lowered by that back-off plus as much again (at least 1 %) for frames whose
+# estimate comes out low: the codewords grow as the SNR falls (same code, same beta), and a
+# frame they no longer fit loses a whole codeword; the margin leaves ~2 % of a default
+# frame's reals unused instead.
+BACKOFF_SIGMAS = 1.3
+
+
+def snr_backoff(snr: float, m: int) -> float:
+    """Relative SNR back-off for a frame whose estimate `snr` comes from m real PE samples."""
+    return BACKOFF_SIGMAS * math.sqrt((4.0 / max(snr, 1e-6) + 2.0) / max(m, 1))
 
 
 def reconciliation_point(cfg: LinkConfig) -> operating_point.OperatingPoint | None:
@@ -263,7 +269,11 @@ def reconciliation_point(cfg: LinkConfig) -> operating_point.OperatingPoint | No
                 v_el=ph.v_el, detection=mo.detection, detector=mo.detector).k_finite_raw)
 
         try:
-            _POINTS[key] = operating_point.choose((1 - SNR_MARGIN) * expected_snr(cfg), reals,
+            snr = expected_snr(cfg)
+            m_pe = (2 if mo.detection == "heterodyne" else 1) * max(100, math.floor(
+                pr.pe_fraction * n))
+            b = snr_backoff(snr, m_pe)
+            _POINTS[key] = operating_point.choose((1 - b - max(0.01, b)) * snr, reals,
                                                   key_rate=key_rate,
                                                   d=pr.mdr_dimension, max_frames_per_batch=1)
         except ValueError:
@@ -312,7 +322,8 @@ def adapt(cfg: LinkConfig, est: ChannelEstimate) -> Adaptation:
     point = reconciliation_point(cfg)
     try:
         if point is not None:
-            return point.adapt_to((1 - SNR_BACKOFF) * est.snr, cfg.protocol.mdr_dimension)
+            return point.adapt_to((1 - snr_backoff(est.snr, est.m)) * est.snr,
+                                  cfg.protocol.mdr_dimension)
         return rate_adapt.for_snr(mother_code(cfg), est.snr, cfg.protocol.beta_target,
                                   d=cfg.protocol.mdr_dimension)
     except ValueError as exc:

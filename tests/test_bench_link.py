@@ -24,7 +24,7 @@ from controller.link import prepare_workdir, run_link
 from controller.link_quantum import SimQuantumChannel
 
 CFG = config_from_dict({"physics": {"distance_km": 5.0, "seed": 3},
-                        "modulation": {"v_a": 1.5},
+                        "modulation": {"v_a": 1.6},  # as `make run`
                         "protocol": {"frame_symbols": 1 << 18, "block_symbols": 1 << 21}})
 FRAMES = 8
 

@@ -8,6 +8,7 @@ Units: quadratures in SNU, lengths in symbols (complex, heterodyne) or bits as n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -147,13 +148,18 @@ def _tag_key(pool_keys: list[bytes], i: int) -> bytes:
     return pool_keys[j][r * k:(r + 1) * k]
 
 
+def pe_count(n_data: int, fraction: float) -> int:
+    """Symbols of a frame of n_data that parameter estimation discloses (at least 100)."""
+    return max(100, math.floor(fraction * n_data))
+
+
 def pe_indices(nonce_a: bytes, nonce_b: bytes, n_data: int, fraction: float) -> np.ndarray:
     """Sorted indices (into a frame's data symbols) of the parameter-estimation subset, drawn
     without replacement from a seed both ends contribute to: SHA-256(nonce_a || nonce_b).
     The subset is public once drawn; it is fixed only after the frame was captured."""
     if len(nonce_a) != NONCE_BYTES or len(nonce_b) != NONCE_BYTES:
         raise ValueError("PE nonces must be 32 bytes each")
-    m = max(100, math.floor(fraction * n_data))
+    m = pe_count(n_data, fraction)
     if m >= n_data:
         raise ValueError("the PE subset would take the whole frame")
     seed = int.from_bytes(hashlib.sha256(b"cvqkd-pe-v1" + nonce_a + nonce_b).digest(), "little")
@@ -224,7 +230,6 @@ def check_estimate(cfg: LinkConfig, est: ChannelEstimate) -> None:
 _MOTHER: dict[tuple[str, int], LdpcCode] = {}
 
 
-_POINTS: dict[tuple, operating_point.OperatingPoint | None] = {}
 # A frame's SNR estimate from m real PE samples scatters by
 #   sd_rel = sqrt((4 / SNR + 2) / m)
 # (t^2 has twice the relative variance of t = Sxy / Sxx, 1 / (m SNR), and sigma^2 adds 2 / m):
@@ -244,6 +249,7 @@ def snr_backoff(snr: float, m: int) -> float:
     return BACKOFF_SIGMAS * math.sqrt((4.0 / max(snr, 1e-6) + 2.0) / max(m, 1))
 
 
+@functools.lru_cache(maxsize=16)
 def reconciliation_point(cfg: LinkConfig) -> operating_point.OperatingPoint | None:
     """The measured operating point (`reconcile.operating_point.choose`) for the planned
     channel, frame and block: the one with the most secret bits per CPU second by the planned
@@ -254,31 +260,23 @@ def reconciliation_point(cfg: LinkConfig) -> operating_point.OperatingPoint | No
     pr, ph, mo = cfg.protocol, cfg.physics, cfg.modulation
     if pr.reconciliation != "auto":
         return None
-    key = (ph.distance_km, ph.loss_db_per_km, ph.xi, ph.eta, ph.v_el, mo.v_a, mo.detection,
-           mo.detector, pr.frame_symbols, pr.block_symbols, pr.pe_fraction, pr.eps_pe,
-           pr.mdr_dimension)
-    if key not in _POINTS:
-        n = pr.frame_symbols
-        reals = (2 if mo.detection == "heterodyne" else 1) * (
-            n - max(100, math.floor(pr.pe_fraction * n)))
+    per_symbol = 2 if mo.detection == "heterodyne" else 1
+    n_pe = pe_count(pr.frame_symbols, pr.pe_fraction)
 
-        def key_rate(beta: float, fer: float) -> float:
-            return float(finite_size_rate(
-                mo.v_a, ph.transmittance, ph.xi, beta, n_total=pr.block_symbols,
-                pe_fraction=pr.pe_fraction, epsilon=pr.eps_pe, fer=fer, eta=ph.eta,
-                v_el=ph.v_el, detection=mo.detection, detector=mo.detector).k_finite_raw)
+    def key_rate(beta: float, fer: float) -> float:
+        return float(finite_size_rate(
+            mo.v_a, ph.transmittance, ph.xi, beta, n_total=pr.block_symbols,
+            pe_fraction=pr.pe_fraction, epsilon=pr.eps_pe, fer=fer, eta=ph.eta,
+            v_el=ph.v_el, detection=mo.detection, detector=mo.detector).k_finite_raw)
 
-        try:
-            snr = expected_snr(cfg)
-            m_pe = (2 if mo.detection == "heterodyne" else 1) * max(100, math.floor(
-                pr.pe_fraction * n))
-            b = snr_backoff(snr, m_pe)
-            _POINTS[key] = operating_point.choose((1 - b - max(0.01, b)) * snr, reals,
-                                                  key_rate=key_rate,
-                                                  d=pr.mdr_dimension, max_frames_per_batch=1)
-        except ValueError:
-            _POINTS[key] = None
-    return _POINTS[key]
+    snr = expected_snr(cfg)
+    b = snr_backoff(snr, per_symbol * n_pe)
+    try:
+        return operating_point.choose((1 - b - max(0.01, b)) * snr,
+                                      per_symbol * (pr.frame_symbols - n_pe), key_rate=key_rate,
+                                      d=pr.mdr_dimension, max_frames_per_batch=1)
+    except ValueError:
+        return None
 
 
 def decoder_iterations(cfg: LinkConfig) -> int:

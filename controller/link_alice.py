@@ -203,7 +203,6 @@ async def _receive_syndromes(ctx: EndContext, block: BlockState,
     y_pe = msg.fields.get("y_pe")
     if y_pe is not None:
         y_pe = np.asarray(y_pe, dtype=np.complex128)
-        v_el = float(msg.fields["v_el"])
         if y_pe.shape != d.idx.shape:
             raise LinkAbort(AbortReason.PEER_LOST, "PE values of the wrong size")
     if msg.fields.get("status") != "ok":
@@ -211,8 +210,9 @@ async def _receive_syndromes(ctx: EndContext, block: BlockState,
         if y_pe is not None:  # rejected on its estimate: the PE pairs count in the block
             block.pe_rejected = block.pe_rejected + PeMoments.of(d.x_pe, y_pe)
         return None
-    if y_pe is None:
-        raise LinkAbort(AbortReason.PEER_LOST, "ESTIMATION without PE values")
+    if y_pe is None or "v_el" not in msg.fields:
+        raise LinkAbort(AbortReason.PEER_LOST, "ESTIMATION without PE values or v_el")
+    v_el = float(msg.fields["v_el"])
     with timer.stage("estimation"):
         pe = PeMoments.of(d.x_pe, y_pe)
         est = estimate_moments(cfg, pe, v_el)

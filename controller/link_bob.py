@@ -174,7 +174,7 @@ async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
         extra = None
         if pe is not None:  # rejected on its estimate: its PE pairs still count (no post-selection)
             block.pe_rejected = block.pe_rejected + pe
-            extra = {"y_pe": y_pe, "v_el": v_el}
+            extra = {"y_pe": y_pe}
         await _reply_abort(ctx, MsgType.ESTIMATION, f, abort, extra)
         _frame_aborted(ctx, block, rec, abort)
         return rec, None

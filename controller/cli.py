@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from threadpoolctl import threadpool_limits
+
 # Top-level subcommands, in the order `cvqkd --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "keys",
@@ -59,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The pipeline runs its own threads (one per stage, the decoder's pthreads); a
+    # multithreaded BLAS under them only adds spinning workers: np.vdot of a few MB through
+    # OpenBLAS's second thread cost ~13 % of a link run's CPU in sched_yield (docs/performance.md).
+    threadpool_limits(limits=1, user_api="blas")
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:  # includes UsageError

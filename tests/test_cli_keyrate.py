@@ -153,3 +153,16 @@ def test_output_referred_noise_is_converted(capsys: pytest.CaptureFixture[str]) 
     plan = _json(capsys, ["plan", "--distance-km", "10:30:10", "--xi-output", "0.004", "--json"])
     assert [r["xi"] for r in plan["rows"]] == pytest.approx([0.004 * 10 ** (d / 50)
                                                             for d in (10, 20, 30)])
+
+
+def test_cli_runs_with_one_blas_thread(capsys: pytest.CaptureFixture[str]) -> None:
+    """The pipeline brings its own threads: `cvqkd` caps BLAS at one (a second, spinning
+    OpenBLAS worker cost ~13 % of a link run's CPU)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        if {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} != {2}:
+            pytest.skip("BLAS cannot run two threads here")
+        _json(capsys, ["keyrate", "--transmittance", "0.3", "--va", "4", "--xi", "0.02",
+                       "--beta", "0.95", "--json"])
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}

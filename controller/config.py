@@ -129,6 +129,17 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Transmitter:
+    """Alice's optical front end: measured once per transmitter at commissioning (docs/protocol.md
+    "Two boards", step 2), used by Alice alone (not in the config digest)."""
+
+    # quadrature amplitude at the channel input, SNU (per player-sample mode), that DAC code
+    # 2^15 gives with the VOA at 0 dB; the VOA is set per frame from it so the waveform has
+    # modulation.v_a. The model's modulator uses the same value.
+    dac_full_scale_snu: float = field(default=256.0, **_range(0.0, 1e6, lo_open=True))
+
+
+@dataclass(frozen=True)
 class Endpoints:
     listen: str = "127.0.0.1:0"  # host:port of the transmitter's classical channel
     psk_file: str = "psk.bin"  # pre-shared authentication key file (created by setup)
@@ -142,6 +153,7 @@ class LinkConfig:
     physics: ChannelPhysics = field(default_factory=ChannelPhysics)
     modulation: Modulation = field(default_factory=Modulation)
     protocol: Protocol = field(default_factory=Protocol)
+    transmitter: Transmitter = field(default_factory=Transmitter)
     endpoints: Endpoints = field(default_factory=Endpoints)
 
 

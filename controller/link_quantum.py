@@ -74,7 +74,8 @@ class Transmitter(Protocol):
 
 def model_config(cfg: LinkConfig) -> ModelConfig:
     """The waveform model's settings from the link configuration. On a board only its design
-    constants are used: the nominal IF (NCO), the modulator's SNU at DAC full scale (VOA), the
+    constants are used: the nominal IF (NCO), the modulator's SNU at DAC full scale
+    (transmitter.dac_full_scale_snu, for the VOA), the
     fibre delay from physics.distance_km (trigger delay) and the clock tolerance (capture
     length)."""
     p = cfg.physics
@@ -84,7 +85,7 @@ def model_config(cfg: LinkConfig) -> ModelConfig:
         lo_linewidth_hz=p.linewidth_hz / 2, lo_offset_hz=p.lo_offset_hz,
         lo_drift_hz_per_s=p.lo_drift_hz_per_s, clock_ppm=p.clock_ppm,
         detection=cfg.modulation.detection, interpolation=cfg.modulation.converter_factor,
-        seed=p.seed)
+        dac_fs_snu=cfg.transmitter.dac_full_scale_snu, seed=p.seed)
 
 
 def capture_samples(mcfg: ModelConfig, n_player: int, capture_rate_hz: float) -> int:

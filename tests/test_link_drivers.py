@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from controller.config import LinkConfig, config_from_dict
+from controller.config import LinkConfig, Transmitter, config_from_dict
 from controller.link_protocol import AbortReason, LinkAbort
 from controller.link_quantum import GUARD_S, Emission, SimQuantumChannel, model_config, voa_for
 from dsp.transmitter import TxConfig, build_frame
@@ -70,6 +71,26 @@ def test_driver_path_is_bit_identical_to_direct_model_calls() -> None:
     assert cap.status.trigger_sample == st.trigger_sample - round((mcfg.delay_s - GUARD_S)
                                                                   * f_adc)
     assert cap.capture_rate_hz == f_adc / dec and cap.nco_hz == nco
+
+
+def test_transmitter_full_scale_sets_the_voa_and_the_model_alike() -> None:
+    """transmitter.dac_full_scale_snu (a board's modulator calibration) drives the VOA: a
+    modulator 4x stronger at full scale gets 20 log10(4) dB more attenuation, and since the
+    model's modulator takes the same value the light at the channel input, hence the capture,
+    is the same (up to the VOA's 0.01 dB step)."""
+    caps, voas = [], []
+    for fs in (256.0, 1024.0):
+        cfg = replace(small_config(), transmitter=Transmitter(dac_full_scale_snu=fs))
+        assert model_config(cfg).dac_fs_snu == fs
+        em = frame(cfg)
+        qc = SimQuantumChannel(cfg)
+        caps.append(qc.capture(em).iq.astype(np.float64))
+        voas.append(qc.overlay.frontend.voa_db)
+    assert voas[1] - voas[0] == pytest.approx(20 * np.log10(4), abs=0.011)
+    ratio = caps[1].var() / caps[0].var()
+    assert abs(ratio - 1) < 0.005, ratio
+    with pytest.raises(ValueError, match=r"transmitter\.dac_full_scale_snu"):
+        config_from_dict({"transmitter": {"dac_full_scale_snu": 0.0}})
 
 
 @pytest.mark.parametrize(("fault", "check"), [

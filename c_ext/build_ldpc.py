@@ -34,7 +34,7 @@ int64_t ldpc_workspace_floats(const ldpc_graph *g);
 int ldpc_simd_level(void);
 int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32_t frames,
                 int32_t max_iter, int32_t threads, int32_t simd, float *work, uint8_t *bits,
-                uint8_t *converged, int32_t *iterations, float *llr_out);
+                uint8_t *converged, int32_t *iterations, float *llr_out, int64_t *passes);
 int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);
 """
 

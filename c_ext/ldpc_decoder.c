@@ -22,6 +22,14 @@
  * and a frame's output is frozen at the first iteration its syndrome matches, so the result
  * of a frame does not depend on its batch-mates or on the thread count.
  *
+ * Lane refill: the frames of a call form a queue (an atomic index shared by the threads);
+ * each thread runs one group of 8 lanes. After every pass the pending lanes are tested; a
+ * lane whose syndrome matches (or that has run max_iter passes) writes its frame and loads
+ * the next pending one (same initial state as a fresh group, tested before its first pass),
+ * so a group runs full until the queue is empty and costs about the sum of its frames'
+ * passes / 8 plus the last frames' tail, not 8 x the slowest frame of each 8. Idle lanes
+ * (queue empty, or fewer frames than lanes) keep computing on defined values.
+ *
  * Graph preparation (reconcile/ldpc_decoder.py): shortened variables are removed; a degree-one
  * variable is folded into its check as a constant prior (its bit is solved from the check's
  * parity at the end, and that check needs no termination test); a check left with a single
@@ -42,20 +50,20 @@ int64_t ldpc_workspace_floats(const ldpc_graph *g) {
            W;
 }
 
-static void block_portable(const job *jb, int64_t f0, float *work) { block_impl(jb, f0, work); }
+static int64_t group_portable(const job *jb, float *work) { return group_impl(jb, work); }
 
 static void phi_portable(const float *x, float *out, int64_t count) { phi_impl(x, out, count); }
 
 #if defined(__x86_64__)
 #define HAVE_AVX2_PATH 1
-__attribute__((target("avx2"))) static void block_avx2(const job *jb, int64_t f0, float *work) {
-    block_impl(jb, f0, work);
+__attribute__((target("avx2"))) static int64_t group_avx2(const job *jb, float *work) {
+    return group_impl(jb, work);
 }
 __attribute__((target("avx2"))) static void phi_avx2(const float *x, float *out, int64_t count) {
     phi_impl(x, out, count);
 }
 /* ldpc_decoder_fma.c: the same kernel with FMA contraction */
-void ldpc_block_avx2fma(const job *jb, int64_t f0, float *work);
+int64_t ldpc_group_avx2fma(const job *jb, float *work);
 void ldpc_phi_avx2fma(const float *x, float *out, int64_t count);
 #endif
 
@@ -68,18 +76,18 @@ int ldpc_simd_level(void) {
     return LDPC_SIMD_PORTABLE;
 }
 
-typedef void (*block_fn)(const job *, int64_t, float *);
+typedef int64_t (*group_fn)(const job *, float *);
 typedef void (*phi_fn)(const float *, float *, int64_t);
 
 static int resolve(int32_t simd) { return simd == LDPC_SIMD_BEST ? ldpc_simd_level() : simd; }
 
-static block_fn pick_block(int level) {
+static group_fn pick_group(int level) {
 #ifdef HAVE_AVX2_PATH
-    if (level == LDPC_SIMD_AVX2_FMA) return ldpc_block_avx2fma;
-    if (level == LDPC_SIMD_AVX2) return block_avx2;
+    if (level == LDPC_SIMD_AVX2_FMA) return ldpc_group_avx2fma;
+    if (level == LDPC_SIMD_AVX2) return group_avx2;
 #endif
     (void)level;
-    return block_portable;
+    return group_portable;
 }
 
 int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd) {
@@ -96,19 +104,14 @@ int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd) {
 
 typedef struct {
     const job *jb;
-    block_fn fn;
+    group_fn fn;
     float *work;
-    int64_t *next; /* shared block counter */
-    int64_t blocks;
+    int64_t passes; /* out: layered passes the thread's group ran */
 } worker_arg;
 
 static void *worker(void *p) {
-    const worker_arg *wa = (const worker_arg *)p;
-    for (;;) {
-        const int64_t b = __atomic_fetch_add(wa->next, 1, __ATOMIC_RELAXED);
-        if (b >= wa->blocks) break;
-        wa->fn(wa->jb, b * W, wa->work);
-    }
+    worker_arg *wa = (worker_arg *)p;
+    wa->passes = wa->fn(wa->jb, wa->work);
     return NULL;
 }
 
@@ -116,21 +119,22 @@ static void *worker(void *p) {
 
 int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32_t frames,
                 int32_t max_iter, int32_t threads, int32_t simd, float *work, uint8_t *bits,
-                uint8_t *converged, int32_t *iterations, float *llr_out) {
+                uint8_t *converged, int32_t *iterations, float *llr_out, int64_t *passes) {
     if (!g || !llr || !syn || !work || !bits || !converged || !iterations) return -1;
     if (frames < 0 || max_iter < 0 || threads < 1 || threads > MAX_THREADS) return -1;
     const int level = resolve(simd);
     if (level < LDPC_SIMD_PORTABLE || level > ldpc_simd_level()) return -1;
-    const job jb = {g, llr, syn, frames, max_iter, bits, converged, iterations, llr_out};
-    const int64_t blocks = ((int64_t)frames + W - 1) / W;
-    const int64_t stride = ldpc_workspace_floats(g);
     int64_t next = 0;
-    int nt = threads < blocks ? threads : (int)blocks;
+    const job jb = {g, llr, syn, frames, max_iter, bits, converged, iterations, llr_out, &next};
+    const int64_t groups = ((int64_t)frames + W - 1) / W;
+    const int64_t stride = ldpc_workspace_floats(g);
+    const int nt = threads < groups ? threads : (int)groups;
+    if (passes) *passes = 0;
     if (nt < 1) return 0;
     worker_arg args[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
-    const block_fn fn = pick_block(level);
-    for (int t = 0; t < nt; ++t) args[t] = (worker_arg){&jb, fn, work + t * stride, &next, blocks};
+    const group_fn fn = pick_group(level);
+    for (int t = 0; t < nt; ++t) args[t] = (worker_arg){&jb, fn, work + t * stride, 0};
     int started = 0;
     for (int t = 1; t < nt; ++t) {
         if (pthread_create(&tid[t], NULL, worker, &args[t]) != 0) break;
@@ -138,5 +142,7 @@ int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32
     }
     worker(&args[0]);
     for (int t = 1; t <= started; ++t) pthread_join(tid[t], NULL);
+    if (passes)
+        for (int t = 0; t <= started; ++t) *passes += args[t].passes;
     return 0;
 }

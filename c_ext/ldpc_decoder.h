@@ -48,6 +48,10 @@ int64_t ldpc_workspace_floats(const ldpc_graph *g);
 int ldpc_simd_level(void);
 
 /* Decode `frames` frames.
+ * The frames form one queue: each thread runs one group of LDPC_LANES lanes, and a lane whose
+ * frame stops (syndrome matched, or max_iter passes) takes the next pending frame, so groups
+ * stay full until the queue is empty. A frame's outputs do not depend on the other frames,
+ * the thread count or the order in which lanes take frames.
  * llr:  [frames][n] float32, > 0 means bit 0; punctured positions must hold 0.
  * syn:  [frames][m] uint8 target syndrome (0/1).
  * work: threads * ldpc_workspace_floats(g) floats.
@@ -56,10 +60,12 @@ int ldpc_simd_level(void);
  * syndrome matched; max_iter if it never did).
  * llr_out: [frames][n] float32 posterior LLRs, or NULL (folded variables get NaN,
  * shortened +inf).
+ * passes: NULL, or out: layered passes of LDPC_LANES lanes run, summed over the groups (the
+ * CPU cost: each costs the same however many lanes hold a frame).
  * simd: LDPC_SIMD_*. Returns 0, or -1 on bad arguments (or a path this CPU lacks). */
 int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32_t frames,
                 int32_t max_iter, int32_t threads, int32_t simd, float *work, uint8_t *bits,
-                uint8_t *converged, int32_t *iterations, float *llr_out);
+                uint8_t *converged, int32_t *iterations, float *llr_out, int64_t *passes);
 
 /* phi(x) = -ln(tanh(x/2)) on the decoder's clamped domain, for accuracy tests; 0 or -1. */
 int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);

@@ -8,10 +8,10 @@
 
 #include "ldpc_kernel.h"
 
-void ldpc_block_avx2fma(const job *jb, int64_t f0, float *work);
+int64_t ldpc_group_avx2fma(const job *jb, float *work);
 void ldpc_phi_avx2fma(const float *x, float *out, int64_t count);
 
-void ldpc_block_avx2fma(const job *jb, int64_t f0, float *work) { block_impl(jb, f0, work); }
+int64_t ldpc_group_avx2fma(const job *jb, float *work) { return group_impl(jb, work); }
 
 void ldpc_phi_avx2fma(const float *x, float *out, int64_t count) { phi_impl(x, out, count); }
 #else

@@ -138,13 +138,22 @@ typedef struct {
     uint8_t *converged;
     int32_t *iterations;
     float *llr_out;
+    int64_t *next; /* the call's queue: index of the next frame no group has taken */
 } job;
 
-/* LLRs of variable `var` for the 8 frames of a block; padding lanes get a sure 0. */
-ALWAYS v8f gather_llr(const job *jb, int64_t f0, int nf, int64_t var) {
-    v8f v = VF(PHI_HI);
-    for (int l = 0; l < nf; ++l) v[l] = jb->llr[(f0 + l) * jb->g->n + var];
-    return v;
+/* Index of the next pending frame of the call, or -1 once every frame has been taken. */
+ALWAYS int64_t take_frame(const job *jb) {
+    const int64_t f = __atomic_fetch_add(jb->next, 1, __ATOMIC_RELAXED);
+    return f < jb->frames ? f : -1;
+}
+
+/* Channel LLR of variable `var` of `frame`; an idle lane (frame < 0) gets a sure 0. */
+ALWAYS float llr_of(const job *jb, int64_t frame, int32_t var) {
+    return frame < 0 ? PHI_HI : jb->llr[frame * jb->g->n + var];
+}
+
+ALWAYS int32_t syn_of(const job *jb, int64_t frame, int32_t c) {
+    return frame >= 0 && jb->syn[frame * jb->g->m + c] ? SIGN_BIT : 0;
 }
 
 ALWAYS void layered_pass(const ldpc_graph *g, const workspace *ws) {
@@ -221,55 +230,110 @@ static void write_lane(const job *jb, const workspace *ws, int64_t frame, int l,
     jb->iterations[frame] = iters;
 }
 
-ALWAYS void block_impl(const job *jb, int64_t f0, float *work) {
+/* Start the frames frame[l] in the lanes l of `lanes` (bit l): the same initial state lane by
+ * lane as a fresh group, so a frame's trajectory does not depend on when or where it runs. */
+static void load_lanes(const job *jb, const workspace *ws, const int64_t *frame,
+                       uint32_t lanes) {
     const ldpc_graph *g = jb->g;
-    const workspace ws = carve(g, work);
-    const int nf = (int)(jb->frames - f0 < W ? jb->frames - f0 : W);
+    int ln[W], nl = 0;
+    for (int l = 0; l < W; ++l)
+        if (lanes >> l & 1u) ln[nl++] = l;
     for (int32_t c = 0; c < g->m; ++c)
-        for (int l = 0; l < W; ++l)
-            ws.S[(int64_t)c * W + l] = (l < nf && jb->syn[(f0 + l) * g->m + c]) ? SIGN_BIT : 0;
+        for (int i = 0; i < nl; ++i) ws->S[(int64_t)c * W + ln[i]] = syn_of(jb, frame[ln[i]], c);
     for (int32_t a = 0; a < g->n_act; ++a)
-        *(v8f *)(ws.L + (int64_t)a * W) = gather_llr(jb, f0, nf, g->act_var[a]);
-    memset(ws.R, 0, sizeof(float) * W * (size_t)g->sched_ptr[g->n_sched]);
+        for (int i = 0; i < nl; ++i)
+            ws->L[(int64_t)a * W + ln[i]] = llr_of(jb, frame[ln[i]], g->act_var[a]);
+    for (int64_t e = 0; e < g->sched_ptr[g->n_sched]; ++e)
+        for (int i = 0; i < nl; ++i) ws->R[e * W + ln[i]] = 0.0f;
     for (int32_t s = 0; s < g->n_sched; ++s) {
         const int32_t c = g->sched_check[s];
         const int32_t f = g->chk_fold[c];
-        const v8i sc = *(const v8i *)(ws.S + (int64_t)c * W);
-        v8i *cs = (v8i *)(ws.csign + (int64_t)s * W);
-        v8f *cp = (v8f *)(ws.cprior + (int64_t)s * W);
+        int32_t *cs = ws->csign + (int64_t)s * W;
+        float *cp = ws->cprior + (int64_t)s * W;
         if (f < 0) {
-            *cs = sc;
-            *cp = VF(0.0f);
-        } else {
-            const v8i pb = (v8i)gather_llr(jb, f0, nf, f);
-            *cs = sc ^ (pb & VI(SIGN_BIT));
-            v8f buf[NP] = {(v8f)(pb & VI(0x7fffffff))};
-            vphi_array(buf, 1);
-            *cp = buf[0];
+            for (int i = 0; i < nl; ++i) {
+                cs[ln[i]] = ws->S[(int64_t)c * W + ln[i]];
+                cp[ln[i]] = 0.0f;
+            }
+            continue;
+        }
+        v8f buf[NP] = {VF(PHI_HI)};
+        v8i pb = VI(0);
+        for (int i = 0; i < nl; ++i) {
+            const float x = llr_of(jb, frame[ln[i]], f);
+            memcpy(&pb[ln[i]], &x, sizeof x);
+        }
+        buf[0] = (v8f)(pb & VI(0x7fffffff));
+        vphi_array(buf, 1); /* lane-wise: a lane's value does not depend on the others */
+        for (int i = 0; i < nl; ++i) {
+            cs[ln[i]] = ws->S[(int64_t)c * W + ln[i]] ^ (pb[ln[i]] & SIGN_BIT);
+            cp[ln[i]] = buf[0][ln[i]];
         }
     }
-    for (int32_t i = 0; i < g->n_const; ++i) {
-        const int32_t c = g->const_check[i];
+    for (int32_t k = 0; k < g->n_const; ++k) {
+        const int32_t c = g->const_check[k];
         const int32_t f = g->chk_fold[c];
-        const v8f val = f >= 0 ? gather_llr(jb, f0, nf, f) : VF(LLR_HARD);
-        v8f *lv = (v8f *)(ws.L + (int64_t)g->chk_var[g->chk_ptr[c]] * W);
-        *lv += (v8f)((v8i)val ^ *(const v8i *)(ws.S + (int64_t)c * W));
-    }
-    uint32_t done = nf >= W ? 0u : (0xffu << nf) & 0xffu;
-    for (int32_t it = 0;; ++it) {
-        if (it > 0) layered_pass(g, &ws);
-        const uint32_t need = ~done & 0xffu;
-        const uint32_t fresh = need & ~failing_lanes(g, &ws, need);
-        for (int l = 0; l < W; ++l)
-            if (fresh >> l & 1u) write_lane(jb, &ws, f0 + l, l, 1, it);
-        done |= fresh;
-        if (done == 0xffu) break;
-        if (it >= jb->max_iter) {
-            for (int l = 0; l < W; ++l)
-                if (!(done >> l & 1u)) write_lane(jb, &ws, f0 + l, l, 0, jb->max_iter);
-            break;
+        const int64_t v = g->chk_var[g->chk_ptr[c]];
+        for (int i = 0; i < nl; ++i) {
+            const int l = ln[i];
+            const float val = f >= 0 ? llr_of(jb, frame[l], f) : LLR_HARD;
+            int32_t bits;
+            memcpy(&bits, &val, sizeof bits);
+            bits ^= ws->S[(int64_t)c * W + l];
+            float msg;
+            memcpy(&msg, &bits, sizeof msg);
+            ws->L[v * W + l] += msg;
         }
     }
+}
+
+/* One group of W lanes decoding frames from the call's queue until it is empty: after every
+ * pass (and before the first of each frame) the pending lanes are tested; a lane whose
+ * syndrome matches, or that has run max_iter passes, writes its frame and takes the next
+ * pending frame, so the group runs full until the queue is empty. Returns the passes run. */
+ALWAYS int64_t group_impl(const job *jb, float *work) {
+    const ldpc_graph *g = jb->g;
+    const workspace ws = carve(g, work);
+    int64_t frame[W];
+    int32_t count[W] = {0}; /* passes run on the lane's frame */
+    uint32_t busy = 0;
+    for (int l = 0; l < W; ++l) {
+        frame[l] = take_frame(jb);
+        if (frame[l] >= 0) busy |= 1u << l;
+    }
+    load_lanes(jb, &ws, frame, 0xffu); /* idle lanes too: defined values */
+    int64_t passes = 0;
+    uint32_t test = busy;
+    while (busy) {
+        while (test) { /* retire and refill until every lane holding a frame has been tested */
+            const uint32_t ok = test & ~failing_lanes(g, &ws, test);
+            uint32_t retired = ok;
+            for (int l = 0; l < W; ++l) {
+                if (ok >> l & 1u) {
+                    write_lane(jb, &ws, frame[l], l, 1, count[l]);
+                } else if ((test >> l & 1u) && count[l] >= jb->max_iter) {
+                    write_lane(jb, &ws, frame[l], l, 0, jb->max_iter);
+                    retired |= 1u << l;
+                }
+            }
+            uint32_t loaded = 0;
+            for (int l = 0; l < W; ++l) {
+                if (!(retired >> l & 1u)) continue;
+                frame[l] = take_frame(jb);
+                count[l] = 0;
+                if (frame[l] >= 0) loaded |= 1u << l;
+            }
+            busy = (busy & ~retired) | loaded;
+            if (loaded) load_lanes(jb, &ws, frame, loaded);
+            test = loaded;
+        }
+        if (!busy) break;
+        layered_pass(g, &ws);
+        ++passes;
+        for (int l = 0; l < W; ++l) count[l] += (int32_t)(busy >> l & 1u);
+        test = busy;
+    }
+    return passes;
 }
 
 /* phi of `count` floats (tests and accuracy measurements). */

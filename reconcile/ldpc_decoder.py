@@ -1,8 +1,10 @@
 """Syndrome (coset) decoding of LDPC codes: a thin wrapper around the C decoder `reconcile._ldpc`.
 
 The decoder (c_ext/ldpc_decoder.c) is layered sum-product BP in float32, 8 frames per SIMD
-vector, with pthreads across groups of 8 frames. It solves H x = s for the most likely x given
-per-bit LLRs (LLR = ln P(x=0)/P(x=1), so LLR > 0 means bit 0).
+vector (a "group" of 8 lanes), one group per pthread. The frames of a call form a queue: a lane
+whose frame stops takes the next pending frame, so a group runs full until the queue is empty.
+It solves H x = s for the most likely x given per-bit LLRs (LLR = ln P(x=0)/P(x=1), so
+LLR > 0 means bit 0).
 
 `Decoder(code)` prepares the graph once (shortened variables dropped, degree-one variables
 folded into their check, checks with a single remaining variable turned into constant
@@ -38,12 +40,16 @@ class DecodeResult:
     iterations: int32 (frames,) layered passes run (0 if the channel decisions already matched).
     llr: float32 (frames, n) posterior LLRs if requested (NaN for folded degree-one
     variables, +inf for shortened ones), else None.
+    group_passes: layered passes of 8-lane groups the call ran, summed over its threads (the
+    CPU cost: a pass costs the same however many lanes hold a frame; with refill this is
+    about iterations.sum() / 8 plus the last frames' tail).
     """
 
     bits: np.ndarray
     converged: np.ndarray
     iterations: np.ndarray
     llr: np.ndarray | None = None
+    group_passes: int = 0
 
 
 class Decoder:
@@ -142,12 +148,15 @@ class Decoder:
     ) -> DecodeResult:
         """Decode frames: llr float (frames, n), syndrome 0/1 (frames, m).
 
-        LLRs at punctured positions are ignored (treated as 0); shortened bits are 0. Frames
-        are decoded in groups of 8 (one SIMD vector); `threads` (1..64) share the groups, so
-        more than frames/8 threads do not help. `max_iter` bounds the layered passes; a frame
-        stops at the first pass after which its decisions match the syndrome. `simd` selects
-        the kernel build ("auto" = fastest this CPU runs; results depend on the build only
-        through rounding, and "portable" and "avx2" agree bit for bit).
+        LLRs at punctured positions are ignored (treated as 0); shortened bits are 0. Each of
+        `threads` (1..64, at most ceil(frames / 8) are used) runs one group of 8 lanes (one
+        SIMD vector) taking frames from the call's queue: a lane whose frame stops takes the
+        next one, so many frames per call keep the lanes full (CPU per frame ~ its own passes,
+        not its group's slowest member's). `max_iter` bounds the layered passes; a frame
+        stops at the first pass after which its decisions match the syndrome. A frame's
+        outputs do not depend on the other frames of the call, on `threads` or on timing.
+        `simd` selects the kernel build ("auto" = fastest this CPU runs; results depend on
+        the build only through rounding, and "portable" and "avx2" agree bit for bit).
         """
         n, m = self.n, self.m
         llr_arr = np.asarray(llr)
@@ -187,6 +196,7 @@ class Decoder:
             llr_out = np.full((frames, n), np.inf, np.float32)
         nthreads = max(1, min(int(threads), -(-frames // LANES)))
         work = np.empty(nthreads * self._work_floats, np.float32)
+        passes = ffi.new("int64_t *")
         rc = lib.ldpc_decode(
             self._graph,
             ffi.cast("const float *", ffi.from_buffer(llr_in)),
@@ -200,10 +210,11 @@ class Decoder:
             ffi.cast("uint8_t *", ffi.from_buffer(converged)),
             ffi.cast("int32_t *", ffi.from_buffer(iterations)),
             ffi.cast("float *", ffi.from_buffer(llr_out)) if llr_out is not None else ffi.NULL,
+            passes,
         )
         if rc != 0:
             raise ValueError("LDPC decoder rejected its arguments")
-        return DecodeResult(bits, converged.astype(bool), iterations, llr_out)
+        return DecodeResult(bits, converged.astype(bool), iterations, llr_out, int(passes[0]))
 
 
 _cache_lock = threading.RLock()  # re-entrant: a weakref callback may run under it (gc)

@@ -24,15 +24,21 @@ KEY_BYTES = 32
 _BLOCK_WORDS = 1 << 17  # uint64 words per keystream request (1 MiB)
 
 
-def chacha20_words(key: bytes, stream_id: int, n_words: int) -> np.ndarray:
-    """`n_words` uint64 keystream words of ChaCha20(key, nonce = stream_id), counter from 0."""
+def _keystream(key: bytes, stream_id: int):
+    """The ChaCha20(key, nonce = stream_id) encryptor, block counter from 0: `update(zeros)`
+    returns the keystream, continuing from one call to the next."""
     if len(key) != KEY_BYTES:
         raise ValueError(f"ChaCha20 key must be {KEY_BYTES} bytes")
     if not 0 <= stream_id < 1 << 96:
         raise ValueError("stream_id must fit in the 96-bit ChaCha20 nonce")
     # cryptography's 16-byte nonce = 32-bit little-endian block counter || 96-bit nonce.
     nonce = (0).to_bytes(4, "little") + stream_id.to_bytes(12, "little")
-    enc = Cipher(algorithms.ChaCha20(key, nonce), mode=None).encryptor()
+    return Cipher(algorithms.ChaCha20(key, nonce), mode=None).encryptor()
+
+
+def chacha20_words(key: bytes, stream_id: int, n_words: int) -> np.ndarray:
+    """`n_words` uint64 keystream words of ChaCha20(key, nonce = stream_id), counter from 0."""
+    enc = _keystream(key, stream_id)
     out = np.empty(n_words, dtype=np.uint64)
     for start in range(0, n_words, _BLOCK_WORDS):
         m = min(_BLOCK_WORDS, n_words - start)
@@ -40,10 +46,15 @@ def chacha20_words(key: bytes, stream_id: int, n_words: int) -> np.ndarray:
     return out
 
 
-def uniforms_52(words: np.ndarray) -> np.ndarray:
-    """Uniform float64 in (0, 1) from the top 52 bits of each uint64 word: (k + 1/2) / 2**52."""
-    k = (words >> np.uint64(12)).astype(np.float64)
-    return (k + 0.5) * (1.0 / 4503599627370496.0)
+def uniforms_52(words: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Uniform float64 in (0, 1) from the top 52 bits of each uint64 word: (k + 1/2) / 2**52
+    (every step exact). `out`: a float64 array of the same length to write into."""
+    if out is None:
+        out = np.empty(words.shape, np.float64)
+    out[...] = words >> np.uint64(12)
+    out += 0.5
+    out *= 1.0 / 4503599627370496.0
+    return out
 
 
 def box_muller(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,11 +64,41 @@ def box_muller(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r * np.cos(phase), r * np.sin(phase)
 
 
+_CHUNK_SYMBOLS = 1 << 13  # symbols per pass of gaussian_symbols (its buffers stay in cache)
+
+
 def gaussian_symbols(key: bytes, stream_id: int, n: int, v_a: float) -> np.ndarray:
-    """`n` complex Gaussian symbols, each quadrature N(0, v_a) (SNU), from ChaCha20(key)."""
+    """`n` complex Gaussian symbols, each quadrature N(0, v_a) (SNU), from ChaCha20(key).
+
+    Symbol i is sqrt(v_a) (z1 + j z2) from the uniforms of keystream words 2i, 2i + 1
+    (`box_muller`). Computed a chunk at a time with numpy's own ufuncs applied to the same
+    memory layout as the whole-array form (the first uniform of each pair read with a stride
+    of two words): the same functions on the same values, so bit-identical to it, without its
+    tens of MB of temporaries.
+    """
     if n < 0 or not np.isfinite(v_a) or v_a < 0:
         raise ValueError("need n >= 0 and a finite modulation variance v_a >= 0 (SNU)")
-    u = uniforms_52(chacha20_words(key, stream_id, 2 * n))
-    z1, z2 = box_muller(u[0::2], u[1::2])
+    enc = _keystream(key, stream_id)
+    out = np.empty(n, np.complex128)
     scale = np.sqrt(v_a)
-    return (scale * z1) + 1j * (scale * z2)
+    c = max(1, min(_CHUNK_SYMBOLS, n))
+    u = np.empty(2 * c)
+    r = np.empty(c)
+    phase = np.empty(c)
+    z = np.empty(c)
+    for start in range(0, n, c):
+        m = min(c, n - start)
+        uniforms_52(np.frombuffer(enc.update(bytes(16 * m)), dtype="<u8"), u[:2 * m])
+        u1, u2 = u[0:2 * m:2], u[1:2 * m:2]
+        rm, pm, zm = r[:m], phase[:m], z[:m]
+        np.log(u1, out=rm)  # r = sqrt(-2 ln u1)
+        np.multiply(-2.0, rm, out=rm)
+        np.sqrt(rm, out=rm)
+        np.multiply(2.0 * np.pi, u2, out=pm)
+        np.cos(pm, out=zm)  # z1 = r cos(2 pi u2)
+        np.multiply(rm, zm, out=zm)
+        np.multiply(scale, zm, out=out.real[start:start + m])
+        np.sin(pm, out=zm)  # z2 = r sin(2 pi u2)
+        np.multiply(rm, zm, out=zm)
+        np.multiply(scale, zm, out=out.imag[start:start + m])
+    return out

@@ -138,48 +138,52 @@ def _shape_sample(slots: np.ndarray, taps: np.ndarray, sps: int, n: int,
     return re, im
 
 
+_FIR_BLOCK = 256  # outputs of one polyphase branch per FIR pass (accumulators stay in L1)
+
+
 @nb.njit(cache=True, nogil=True)
-def _branch_block8(s_re: np.ndarray, s_im: np.ndarray, k: int, branch: np.ndarray,
-                   out: np.ndarray) -> None:
-    """out[b] = sum_i (s_re + j s_im)[k + i + b] branch[i], b = 0..7, each summed in
-    increasing i (sixteen running sums in registers: one pass over the branch taps serves eight
-    output samples)."""
-    r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = 0.0
-    i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = 0.0
-    for i in range(branch.size):
+def _branch_fir(s_re: np.ndarray, s_im: np.ndarray, k: int, branch: np.ndarray,
+                out_r: np.ndarray, out_i: np.ndarray) -> None:
+    """out[b] = sum_i (s_re + j s_im)[k + b + i] branch[i], b < len(out), each summed from 0.0
+    in increasing i. Four taps per pass over the outputs, each output still summed in the
+    same order ((a + x_i t_i) + x_i+1 t_i+1) + ...: the loop over b vectorises without
+    reassociating any sum (no fastmath, no fused multiply-add)."""
+    m = out_r.shape[0]
+    nt = branch.shape[0]
+    for b in range(m):
+        out_r[b] = 0.0
+        out_i[b] = 0.0
+    i = 0
+    while i + 4 <= nt:
+        t0 = branch[i]
+        t1 = branch[i + 1]
+        t2 = branch[i + 2]
+        t3 = branch[i + 3]
+        xr = s_re[k + i:k + i + m + 3]
+        xi = s_im[k + i:k + i + m + 3]
+        for b in range(m):
+            out_r[b] = (((out_r[b] + xr[b] * t0) + xr[b + 1] * t1) + xr[b + 2] * t2
+                        ) + xr[b + 3] * t3
+            out_i[b] = (((out_i[b] + xi[b] * t0) + xi[b + 1] * t1) + xi[b + 2] * t2
+                        ) + xi[b + 3] * t3
+        i += 4
+    while i < nt:
         t = branch[i]
-        m = k + i
-        r0 += s_re[m] * t
-        r1 += s_re[m + 1] * t
-        r2 += s_re[m + 2] * t
-        r3 += s_re[m + 3] * t
-        r4 += s_re[m + 4] * t
-        r5 += s_re[m + 5] * t
-        r6 += s_re[m + 6] * t
-        r7 += s_re[m + 7] * t
-        i0 += s_im[m] * t
-        i1 += s_im[m + 1] * t
-        i2 += s_im[m + 2] * t
-        i3 += s_im[m + 3] * t
-        i4 += s_im[m + 4] * t
-        i5 += s_im[m + 5] * t
-        i6 += s_im[m + 6] * t
-        i7 += s_im[m + 7] * t
-    out[0] = complex(r0, i0)
-    out[1] = complex(r1, i1)
-    out[2] = complex(r2, i2)
-    out[3] = complex(r3, i3)
-    out[4] = complex(r4, i4)
-    out[5] = complex(r5, i5)
-    out[6] = complex(r6, i6)
-    out[7] = complex(r7, i7)
+        xr = s_re[k + i:k + i + m]
+        xi = s_im[k + i:k + i + m]
+        for b in range(m):
+            out_r[b] += xr[b] * t
+            out_i[b] += xi[b] * t
+        i += 1
 
 
 @nb.njit(cache=True, nogil=True)
 def _shape_scatter(slots: np.ndarray, taps: np.ndarray, sps: int, n: int, tone_hi: np.ndarray,
                    tone_lo: np.ndarray, cycles: int) -> tuple[np.ndarray, float]:
-    """_shape_circular in the scatter form: each slot adds its pulse at k*sps - centre + m
-    (mod n), slots in increasing order, taps in increasing order."""
+    """Circular shaping in the scatter form, for frames shorter than two pulses (the pulse may
+    wrap more than once): each slot adds its pulse at k*sps - centre + m (mod n), slots in
+    increasing order, taps in increasing order; then the shift. Returns (waveform, peak of
+    max(|re|, |im|))."""
     re = np.zeros(n)
     im = np.zeros(n)
     c = (taps.size - 1) // 2
@@ -202,44 +206,127 @@ def _shape_scatter(slots: np.ndarray, taps: np.ndarray, sps: int, n: int, tone_h
 
 
 @nb.njit(cache=True, nogil=True)
-def _shape_circular(slots: np.ndarray, taps: np.ndarray, sps: int, n: int,
-                    tone_hi: np.ndarray, tone_lo: np.ndarray,
-                    cycles: int) -> tuple[np.ndarray, float]:
-    """Circular pulse shaping, sum_k slots[k] taps[m] at sample k*sps + m - centre (mod n),
-    times the frequency shift exp(j 2 pi cycles i / n) (skipped for cycles = 0).
+def _code(v: float, unit: float, step: int, limit: int) -> tuple[int, int]:
+    """(code, clipped): v rounded (half to even) to a multiple of `step` at `unit` quadrature
+    units per multiple, clipped to +-limit; clipped is 1 if it was."""
+    q = np.round(v / unit) * step
+    if q > limit:
+        return limit, 1
+    if q < -limit:
+        return -limit, 1
+    return int(q), 0
 
-    Returns (waveform, peak of max(|re|, |im|)). Each output sample is the same sum, in the
-    same (increasing slot) order, as the scatter form: away from the frame's ends the samples
-    of one polyphase branch (j = r mod sps) see the same taps taps[j + c - k sps] at
-    k = j // sps + offset + i, so eight of them at a time are accumulated tap by tap; the few
-    samples near the ends, where the circular wrap enters, are summed one by one. Frames
-    shorter than two pulses (the pulse may wrap more than once) use the scatter form itself.
-    `tone_hi`, `tone_lo`: _tone_tables(n).
+
+@nb.njit(cache=True, nogil=True)
+def _emit(re: float, im: float, r_pil: np.ndarray, tone_hi: np.ndarray, tone_lo: np.ndarray,
+          amps: np.ndarray, unit: float, step: int, limit: int, out: np.ndarray,
+          j: int) -> int:
+    """out[j] = codes (`_code`) of (re + j im) + sum_p amps[p] exp(j 2 pi r_pil[p] / n), the
+    pilots added in order. Returns the number of clipped components."""
+    for p in range(amps.size):
+        c, s = _tone(r_pil[p], tone_hi, tone_lo)
+        re += amps[p] * c
+        im += amps[p] * s
+    q_re, clip_re = _code(re, unit, step, limit)
+    q_im, clip_im = _code(im, unit, step, limit)
+    out[j, 0] = q_re
+    out[j, 1] = q_im
+    return clip_re + clip_im
+
+
+@nb.njit(cache=True, nogil=True)
+def _tone_indices(r: int, r_step: int, n: int, out: np.ndarray) -> int:
+    """out[b] = r + b r_step (mod n), for 0 <= r, r_step < n; returns the next index."""
+    for b in range(out.shape[0]):
+        out[b] = r
+        r += r_step
+        if r >= n:
+            r -= n
+    return r
+
+
+@nb.njit(cache=True, nogil=True)
+def _emit_block(x: np.ndarray, y: np.ndarray, idx: np.ndarray, shift: bool,
+                tone_hi: np.ndarray, tone_lo: np.ndarray, amps: np.ndarray, unit: float,
+                step: int, limit: int, out: np.ndarray, j0: int, sps: int) -> tuple[float, int]:
+    """`_shift_sample`, peak and `_emit` for a block of samples j0 + b sps (b < len(x)), as
+    separate loops over the block (so that the compiler can vectorise them): (x + j y)[b]
+    shifted by the tone at index idx[0, b] (if `shift`), then the pilots p at idx[p + 1, b],
+    then the codes into out. x and y are overwritten. Returns (peak of the shifted block,
+    clipped components)."""
+    m = x.shape[0]
+    peak = 0.0
+    if shift:
+        for b in range(m):
+            c, s = _tone(idx[0, b], tone_hi, tone_lo)
+            re = x[b] * c - y[b] * s
+            im = x[b] * s + y[b] * c
+            x[b] = re
+            y[b] = im
+    for b in range(m):
+        peak = max(peak, abs(x[b]), abs(y[b]))
+    for p in range(amps.size):
+        a = amps[p]
+        for b in range(m):
+            c, s = _tone(idx[p + 1, b], tone_hi, tone_lo)
+            x[b] += a * c
+            y[b] += a * s
+    clipped = 0
+    for b in range(m):
+        q_re, clip_re = _code(x[b], unit, step, limit)
+        q_im, clip_im = _code(y[b], unit, step, limit)
+        out[j0 + b * sps, 0] = q_re
+        out[j0 + b * sps, 1] = q_im
+        clipped += clip_re + clip_im
+    return peak, clipped
+
+
+@nb.njit(cache=True, nogil=True)
+def _synthesise(slots: np.ndarray, taps: np.ndarray, sps: int, n: int, tone_hi: np.ndarray,
+                tone_lo: np.ndarray, sig_cycles: int, pil_cycles: np.ndarray, amps: np.ndarray,
+                unit: float, step: int, limit: int, out: np.ndarray) -> tuple[float, int]:
+    """Every sample of the frame into out (n, 2) int16, in one pass: the circular shaping
+    sum_k slots[k] taps[m] at sample k*sps + m - centre (mod n), summed from 0.0 in increasing
+    k; the shift by exp(j 2 pi sig_cycles i / n) (none for 0); the pilots amps[p] exp(j 2 pi
+    pil_cycles[p] i / n) and the quantisation (`_emit`).
+
+    Returns (peak of max(|re|, |im|) of the shifted waveform before the pilots, clipped
+    components). Away from the frame's ends the samples of one polyphase branch
+    (j = r mod sps) see the same taps taps[j + c - k sps] at k = j // sps + offset + i, so
+    they are summed a block at a time (`_branch_fir`); the samples near the ends, where the
+    circular wrap enters, one by one (`_shape_sample`, the same sums in the same order).
+    Tone indices (cycles * j mod n) are kept exactly in integers. `tone_hi`, `tone_lo`:
+    _tone_tables(n).
     """
-    n_slots = slots.size
     n_taps = taps.size
     c = (n_taps - 1) // 2
-    if n < 2 * (n_taps + sps):
-        return _shape_scatter(slots, taps, sps, n, tone_hi, tone_lo, cycles)
-    out = np.empty(n, dtype=np.complex128)
-    s_re = np.zeros(n_slots + 8)  # zero tail: the last group of 8 may run past the end
-    s_im = np.zeros(n_slots + 8)
-    s_re[:n_slots] = slots.real
-    s_im[:n_slots] = slots.imag
+    n_pil = amps.size
+    r_pil = np.empty(n_pil, np.int64)
     peak = 0.0
-    j_a = min(c + sps, n)  # first sample summed by branch blocks
-    j_b = max(n - c - sps, j_a)  # end of the branch-block range
-    for j in range(j_a):
-        re, im = _shape_sample(slots, taps, sps, n, j)
-        re, im = _shift_sample(re, im, (cycles * j) % n, tone_hi, tone_lo, cycles)
-        out[j] = complex(re, im)
-        peak = max(peak, abs(re), abs(im))
-    for j in range(j_b, n):
-        re, im = _shape_sample(slots, taps, sps, n, j)
-        re, im = _shift_sample(re, im, (cycles * j) % n, tone_hi, tone_lo, cycles)
-        out[j] = complex(re, im)
-        peak = max(peak, abs(re), abs(im))
-    acc = np.empty(8, dtype=np.complex128)
+    clipped = 0
+    if n < 2 * (n_taps + sps):
+        wave, peak = _shape_scatter(slots, taps, sps, n, tone_hi, tone_lo, sig_cycles)
+        for j in range(n):
+            for p in range(n_pil):
+                r_pil[p] = (pil_cycles[p] * j) % n
+            clipped += _emit(wave[j].real, wave[j].imag, r_pil, tone_hi, tone_lo, amps, unit,
+                             step, limit, out, j)
+        return peak, clipped
+    s_re = slots.real.copy()
+    s_im = slots.imag.copy()
+    j_a = c + sps  # first sample summed by branch blocks
+    j_b = n - c - sps  # end of the branch-block range
+    for end in range(2):  # the two ends: [0, j_a) and [j_b, n)
+        for j in range(0, j_a) if end == 0 else range(j_b, n):
+            re, im = _shape_sample(slots, taps, sps, n, j)
+            re, im = _shift_sample(re, im, (sig_cycles * j) % n, tone_hi, tone_lo, sig_cycles)
+            peak = max(peak, abs(re), abs(im))
+            for p in range(n_pil):
+                r_pil[p] = (pil_cycles[p] * j) % n
+            clipped += _emit(re, im, r_pil, tone_hi, tone_lo, amps, unit, step, limit, out, j)
+    acc_r = np.empty(_FIR_BLOCK)
+    acc_i = np.empty(_FIR_BLOCK)
+    idx = np.empty((n_pil + 1, _FIR_BLOCK), np.int64)  # tone indices of a block
     for r in range(sps):
         j_first = j_a + (r - j_a) % sps  # first sample of branch r in [j_a, j_b)
         if j_first >= j_b:
@@ -250,53 +337,35 @@ def _shape_circular(slots: np.ndarray, taps: np.ndarray, sps: int, n: int,
         for i in range(branch.size):
             branch[i] = taps[j_first + c - (lo + i) * sps]
         count = (j_b - j_first + sps - 1) // sps
-        r_step = (cycles * sps) % n  # tone-table index advance per branch sample
-        r_tone = (cycles * j_first) % n
-        for q0 in range(0, count, 8):
-            _branch_block8(s_re, s_im, lo + q0, branch, acc)
-            for b in range(min(8, count - q0)):
-                j = j_first + (q0 + b) * sps
-                re, im = _shift_sample(acc[b].real, acc[b].imag, r_tone, tone_hi, tone_lo,
-                                        cycles)
-                r_tone += r_step
-                if r_tone >= n:
-                    r_tone -= n
-                out[j] = complex(re, im)
-                peak = max(peak, abs(re), abs(im))
-    return out, peak
+        r_tone = (sig_cycles * j_first) % n
+        for p in range(n_pil):
+            r_pil[p] = (pil_cycles[p] * j_first) % n
+        for q0 in range(0, count, _FIR_BLOCK):
+            mq = min(_FIR_BLOCK, count - q0)
+            _branch_fir(s_re, s_im, lo + q0, branch, acc_r[:mq], acc_i[:mq])
+            r_tone = _tone_indices(r_tone, (sig_cycles * sps) % n, n, idx[0, :mq])
+            for p in range(n_pil):
+                r_pil[p] = _tone_indices(r_pil[p], (pil_cycles[p] * sps) % n, n,
+                                         idx[p + 1, :mq])
+            pk, cl = _emit_block(acc_r[:mq], acc_i[:mq], idx[:, :mq], sig_cycles != 0,
+                                 tone_hi, tone_lo, amps, unit, step, limit, out,
+                                 j_first + q0 * sps, sps)
+            peak = max(peak, pk)
+            clipped += cl
+    return peak, clipped
 
 
 @nb.njit(cache=True, nogil=True)
-def _tones_quantise(x: np.ndarray, tone_hi: np.ndarray, tone_lo: np.ndarray, cycles: np.ndarray,
-                    amps: np.ndarray, lsb: float, step: int, limit: int,
-                    out: np.ndarray) -> int:
-    """Add the tones amps[p] exp(j 2 pi cycles[p] i / n), round to codes (multiples of
-    `step`), clip to +-limit; return the number of clipped components."""
-    n = x.size
-    clipped = 0
-    step_r = cycles % n  # table index advance per sample, in [0, n)
-    r = np.zeros(cycles.size, dtype=np.int64)  # cycles * i mod n, kept exactly in integers
-    for i in range(n):
-        re = x[i].real
-        im = x[i].imag
-        for p in range(cycles.size):
-            c, s = _tone(r[p], tone_hi, tone_lo)
-            re += amps[p] * c
-            im += amps[p] * s
-            r[p] += step_r[p]
-            if r[p] >= n:
-                r[p] -= n
-        for comp in range(2):
-            v = re if comp == 0 else im
-            q = np.round(v / (lsb * step)) * step
-            if q > limit:
-                q = limit
-                clipped += 1
-            elif q < -limit:
-                q = -limit
-                clipped += 1
-            out[i, comp] = np.int16(q)
-    return clipped
+def _peak_over(slots: np.ndarray, taps: np.ndarray, sps: int, n: int, tone_hi: np.ndarray,
+               tone_lo: np.ndarray, cycles: int, ranges: np.ndarray) -> float:
+    """max(|re|, |im|) of the shaped and shifted samples j in [ranges[i, 0], ranges[i, 1])."""
+    peak = 0.0
+    for i in range(ranges.shape[0]):
+        for j in range(ranges[i, 0], ranges[i, 1]):
+            re, im = _shape_sample(slots, taps, sps, n, j)
+            re, im = _shift_sample(re, im, (cycles * j) % n, tone_hi, tone_lo, cycles)
+            peak = max(peak, abs(re), abs(im))
+    return peak
 
 
 _TONE_LO_BITS = 11  # tone index r = (h << 11) + l: two tables of ~sqrt(n) entries
@@ -370,9 +439,6 @@ def build_frame(config: TxConfig, n_data: int, key: bytes, stream_id: int = 0) -
     taps = rrc_taps(sps, config.rolloff, config.half_span)
     tone_hi, tone_lo = _tone_tables(n)
     sig_cycles = _grid_cycles(config.signal_offset_hz, fs, n)
-    wave, pre_peak = _shape_circular(slots, taps, sps, n, tone_hi, tone_lo, sig_cycles)
-    del slots
-
     data_sigma = np.sqrt(config.v_a / sps)  # per component, quadrature units
     pilot_meta = []
     pilot_amp_sum = 0.0
@@ -386,14 +452,33 @@ def build_frame(config: TxConfig, n_data: int, key: bytes, stream_id: int = 0) -
         pilot_meta.append({"freq_hz": cyc * fs / n, "amplitude": amp, "power_db": p.power_db})
 
     k = float(np.sqrt(2.0) * erfcinv(config.clip_probability))
-    full_scale = pilot_amp_sum + max(k * data_sigma, pre_peak)
     step = 1 << (16 - config.dac_bits)
     code_max = (1 << (config.dac_bits - 1)) - 1  # in dac_bits codes
-    lsb = full_scale / (code_max * step)  # quadrature units per int16 unit
     iq = np.empty((n, 2), dtype=np.int16)
-    clipped = _tones_quantise(wave, tone_hi, tone_lo, np.array(cycles, dtype=np.int64),
-                              np.array(amps, dtype=np.float64), lsb, step, code_max * step, iq)
-    del wave
+
+    def synthesise(scale_peak: float) -> tuple[float, float, float, int]:
+        """Frame codes for a full scale set by `scale_peak`; (full scale, lsb, waveform peak,
+        clipped components)."""
+        full_scale = pilot_amp_sum + max(k * data_sigma, scale_peak)
+        lsb = full_scale / (code_max * step)  # quadrature units per int16 unit
+        peak, clipped = _synthesise(slots, taps, sps, n, tone_hi, tone_lo, sig_cycles,
+                                    np.array(cycles, dtype=np.int64),
+                                    np.array(amps, dtype=np.float64), lsb * step, step,
+                                    code_max * step, iq)
+        return full_scale, lsb, peak, clipped
+
+    # The full scale depends on the peak of the whole shaped waveform, known only after the
+    # pass that quantises it. The preamble and postamble (16 dB above the data) set it in
+    # practice: scale by their peak, and redo the pass in the rare frame where another sample
+    # sets it. Either way the codes are those of the exact peak.
+    c = (taps.size - 1) // 2
+    ranges = np.array([[lay[f"{part}_start_symbol"] * sps - c,
+                        (lay[f"{part}_start_symbol"] + lp) * sps + c + 1]
+                       for part in ("preamble", "postamble")], dtype=np.int64).clip(0, n)
+    guess = _peak_over(slots, taps, sps, n, tone_hi, tone_lo, sig_cycles, ranges)
+    full_scale, lsb, peak, clipped = synthesise(guess)
+    if max(k * data_sigma, peak) != max(k * data_sigma, guess):
+        full_scale, lsb, peak, clipped = synthesise(peak)
 
     meta = {
         "format": FRAME_FORMAT,

@@ -39,6 +39,7 @@ from controller.link_protocol import (
 )
 from controller.link_quantum import Capture, ModelReceiver, calibrates_before
 from controller.link_report import FrameRecord, LinkReport
+from dsp.calibration import Calibration
 from dsp.receiver import SyncError, receive
 from reconcile import mdr, privacy_amp, rate_adapt
 from reconcile.rate_adapt import Adaptation
@@ -83,7 +84,7 @@ async def run_bob(ctx: EndContext, qc: ModelReceiver, report: LinkReport) -> Non
     if not same:
         raise LinkAbort(AbortReason.CONFIG_MISMATCH)
     block = BlockState(pool_used_at_start=ctx.pool.stats().used_bits)
-    cal: list[np.ndarray | None] = [None, None]  # latest (shot-noise, electronic-noise) records
+    cal: list[Calibration | None] = [None]  # the latest calibration (shot-, electronic-noise)
     waiting: Encoded | None = None
     while True:
         msg = await ch.recv(MsgType.PARAMS)
@@ -113,7 +114,7 @@ def _frame_aborted(ctx: EndContext, block: BlockState, rec: FrameRecord,
 
 
 async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
-                 cal: list[np.ndarray | None], f: int,
+                 cal: list[Calibration | None], f: int,
                  tx_meta: dict) -> tuple[FrameRecord, Encoded | None]:
     """Frame f up to its SYNDROME: calibration (on schedule), capture and its checks (SIFT),
     DSP and estimation (ESTIMATION), MDR encoding. None instead of the encoded frame when
@@ -124,7 +125,9 @@ async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
     em = await qc.next_emission(f, tx_meta)
     if calibrates_before(cfg, f):
         with timer.stage("calibrate"):
-            cal[:] = await asyncio.to_thread(qc.calibrate, qc.capture_samples(em))
+            records = await asyncio.to_thread(qc.calibrate, qc.capture_samples(em))
+            cal[0] = Calibration(*records)
+            del records
     with timer.stage("emit_capture"):
         cap = await asyncio.to_thread(qc.capture, em)
     del em
@@ -149,7 +152,7 @@ async def _frame(ctx: EndContext, qc: ModelReceiver, block: BlockState,
     try:
         with timer.stage("dsp"):
             res = await asyncio.to_thread(
-                receive, cap.iq, tx_meta, cap.capture_rate_hz, idx, x_pe, cal[0], cal[1],
+                receive, cap.iq, tx_meta, cap.capture_rate_hz, idx, x_pe, calibration=cal[0],
                 eta=cfg.physics.eta, detection=cfg.modulation.detection, nco_hz=cap.nco_hz,
                 if_hz=cap.if_hz)
         del cap

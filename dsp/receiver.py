@@ -20,19 +20,20 @@ A failure of a frame-level check raises `SyncError` with a reason; nothing is re
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dsp import kernels
+from dsp.calibration import Calibration
+from dsp.chain import Chain, check_iq
 from dsp.clock import ClockTrack, track_from_blocks
 from dsp.filters import rrc_polyphase
 from dsp.pilot import coarse_frequencies, phase_statistics, smoother_coefficient
 from dsp.sync import SyncError, confirm_lag, correlate, find_peak, preamble_template
 from dsp.transmitter import config_from_dict, preamble_symbols
 
-__all__ = ["RxConfig", "RxResult", "SyncError", "receive"]
+__all__ = ["Calibration", "RxConfig", "RxResult", "SyncError", "receive"]
 
 
 @dataclass(frozen=True)
@@ -72,59 +73,31 @@ def _complex(iq: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_iq(iq: np.ndarray, name: str) -> None:
-    if iq.dtype != np.int16 or iq.ndim != 2 or iq.shape[1] != 2:
-        raise ValueError(f"{name}: expected int16 I/Q samples of shape (n, 2), got "
-                         f"{iq.dtype} {iq.shape}")
-
-
-class _Chain:
-    """The per-chunk signal path with fixed parameters (pilot, smoother, clock, filter)."""
-
-    def __init__(self, iq, f1, a_coef, margin, track, carrier_hz_alice, table):
-        self.iq, self.f1, self.a = iq, f1, a_coef
-        self.margin, self.track, self.table = margin, track, table
-        self.cw = 2 * np.pi * carrier_hz_alice  # carrier offset, rad per Alice sample
-        self.half = (table.shape[1] - 1) // 2
-
-    def corrected(self, lo: int, hi: int, rotate: bool = True
-                  ) -> tuple[np.ndarray, int, np.ndarray]:
-        """Pilot-corrected samples for [lo, hi) (clipped to the capture), with margins; their
-        first sample index; the pilot estimate."""
-        n = self.iq.shape[0]
-        s0, s1 = max(0, lo - self.margin), min(n, hi + self.margin)
-        knot_ph = self.cw * self.track.knot_a
-        v = np.empty(s1 - s0, dtype=np.complex128)
-        pil = np.empty_like(v)
-        kernels.pilot_correct(self.iq[s0:s1], s0, self.f1, self.a, self.track.knot_n, knot_ph,
-                              rotate, v, pil)
-        return v, s0, pil
-
-    def sample(self, pos: np.ndarray, v: np.ndarray, s0: int) -> np.ndarray:
-        out = np.empty(pos.size, dtype=np.complex128)
-        kernels.mf_sample(v, s0, pos, self.table, out)
-        return out
-
-
 def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx: np.ndarray,
             disclosed_x: np.ndarray, shot_iq: np.ndarray | None = None,
             elec_iq: np.ndarray | None = None, eta: float | None = None,
             detection: str = "heterodyne", nco_hz: float = 0.0, if_hz: float = 0.0,
-            config: RxConfig = RxConfig()) -> RxResult:
+            config: RxConfig = RxConfig(), calibration: Calibration | None = None
+            ) -> RxResult:
     """Run the receiver on one capture.
 
     iq: int16 (n, 2) I/Q at `capture_rate_hz` (may be a memory map: it is read in chunks).
     tx_meta: the transmitter frame's `meta`. disclosed_idx/disclosed_x: indices into the data
     symbols and Alice's values there (SNU), used for the lag check, timing check, phase and
-    gain. shot_iq/elec_iq: calibration captures (LO only; LO off) in the same format; without
-    them the output is in ADC units and `summary["snu"]` is False. eta: detector efficiency
-    (for the transmittance estimate). nco_hz: down-converter NCO frequency (in the ADC clock's
-    units); if_hz: nominal heterodyne IF (LO-to-laser detuning), so that the pilot is expected
-    at pilot + if_hz - nco_hz and the reported LO offset is the absolute error against if_hz.
+    gain. shot_iq/elec_iq: calibration captures (LO only; LO off) in the same format, or
+    `calibration`: a `dsp.calibration.Calibration` of them, kept across the frames until the
+    next calibration (its variances are computed once and carried from frame to frame);
+    without either the output is in ADC units and `summary["snu"]` is False. eta: detector
+    efficiency (for the transmittance estimate). nco_hz: down-converter NCO frequency (in the
+    ADC clock's units); if_hz: nominal heterodyne IF (LO-to-laser detuning), so that the pilot
+    is expected at pilot + if_hz - nco_hz and the reported LO offset is the absolute error
+    against if_hz.
     """
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    _check_iq(iq, "capture")
+    check_iq(iq, "capture")
+    if calibration is not None and (shot_iq is not None or elec_iq is not None):
+        raise ValueError("give the calibration records or a Calibration, not both")
     if detection not in ("heterodyne", "homodyne"):
         raise ValueError("detection must be 'heterodyne' or 'homodyne'")
     cfg = config_from_dict(tx_meta["config"])
@@ -182,7 +155,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     # 4. preamble / postamble
     t0 = time.perf_counter()
     table = rrc_polyphase(sps / track.ratio, cfg.rolloff, config.mf_half_span, config.mf_phases)
-    chain = _Chain(iq, f1, a_coef, margin, track, nu1 - nus, table)
+    chain = Chain(iq, f1, a_coef, margin, track, nu1 - nus, table)
     period = 1.0 / (nu1 - nu2)
     sync = {}
     offsets = []
@@ -255,16 +228,13 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         _shift_track(chain, delta, tblk, sps, tx_meta["data_start_symbol"])
     timings["main_s"] = time.perf_counter() - t0
 
-    # 7. calibration through the same filter and positions
+    # 7. calibration through the same filter (dsp/calibration.py: once per calibration)
     t0 = time.perf_counter()
-    step = sps / track.ratio
-    # the two records are independent passes through the same chain (read-only here) and the
-    # kernels release the GIL: the electronic-noise record runs on a second thread
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        n_el_future = pool.submit(_calibration_variance, elec_iq, chain, step,
-                                  "electronic-noise capture")
-        n_shot = _calibration_variance(shot_iq, chain, step, "shot-noise capture")
-        n_el = n_el_future.result()
+    if calibration is None and shot_iq is not None:
+        calibration = Calibration(shot_iq, elec_iq, copy=False)
+    n_shot = n_el = cal_note = None
+    if calibration is not None:
+        (n_shot, n_el), cal_note = calibration.variances(chain, sps / track.ratio)
     timings["calibration_s"] = time.perf_counter() - t0
 
     _phase_line(y, st.s3[:, 1], counts, tblk)
@@ -300,6 +270,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         "timing_residual_symbols": worst,
         "shot_noise_adc2": n0 if snu else None,
         "electronic_noise_snu": v_el,
+        "calibration": cal_note,
         **est,
         "timings_s": timings,
         "samples_per_s": n / timings["total_s"],
@@ -307,7 +278,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     return RxResult(y, mask, summary)
 
 
-def _search(chain: _Chain, lo: int, hi: int, tmpl: np.ndarray, min_ratio: float,
+def _search(chain: Chain, lo: int, hi: int, tmpl: np.ndarray, min_ratio: float,
             window: int = 1 << 17) -> tuple[float, float]:
     """Best preamble correlation peak (capture sample index, fractional) in [lo, hi), in
     overlapping windows so that memory stays small; the peak/median ratio of its window."""
@@ -332,7 +303,7 @@ def _search(chain: _Chain, lo: int, hi: int, tmpl: np.ndarray, min_ratio: float,
     return best[1], best[2]
 
 
-def _shift_track(chain: _Chain, delta: np.ndarray, tblk: int, sps: int, data_start: int
+def _shift_track(chain: Chain, delta: np.ndarray, tblk: int, sps: int, data_start: int
                  ) -> None:
     """Move the symbol positions by the measured offsets (Bob samples per timing block)."""
     centres = (np.arange(delta.size) + 0.5) * tblk
@@ -366,7 +337,7 @@ class _Blocks:
 PILOT_CHECK_SYMBOLS = 512  # 5 us at 100 MBd
 
 
-def _main_pass(chain: _Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarray,
+def _main_pass(chain: Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarray,
                y: np.ndarray, chunk: int, tblk: int, pilot_ref: float
                ) -> tuple[_Blocks, np.ndarray]:
     """Data symbols k at Alice sample a0 + k sps, i.e. Bob sample chain.track.bob(...), in
@@ -457,37 +428,6 @@ def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) ->
     ph = np.unwrap(np.angle(s0[ok]))
     coef = np.polyfit((idx + 0.5) * tblk, ph, 1, w=np.sqrt(counts[ok]))
     kernels.rotate_linear(y, 0.0, -float(coef[0]), 1.0)
-
-
-def _calibration_variance(iq: np.ndarray | None, chain: _Chain, step: float, name: str,
-                          chunk: int = 1 << 16) -> float | None:
-    """Per-quadrature variance (ADC units^2) of a calibration capture through the same chain as
-    the signal: the pilot smoother's subtraction (a linear filter 1 - H that also scales the
-    data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth), the carrier shift and the
-    matched filter at one position per symbol, in chunks. The pilot-phase correction is left
-    out: on the signal it is referenced to the pilot (independent of the noise in the data
-    band); here there is no pilot, and rotating noise by its own smoothed phase reshapes it."""
-    if iq is None:
-        return None
-    _check_iq(iq, name)
-    taps = chain.table.shape[1]
-    n = iq.shape[0]
-    if n < 10 * taps + 2 * chain.margin:
-        raise ValueError(f"{name} too short")
-    cal = _Chain(iq, chain.f1, chain.a, chain.margin, chain.track, chain.cw / (2 * np.pi),
-                 chain.table)
-    pos_all_lo, pos_all_hi = taps + chain.margin, n - taps - chain.margin
-    acc, acc2, cnt = 0j, 0.0, 0
-    for lo in range(pos_all_lo, pos_all_hi, chunk):
-        hi = min(lo + chunk, pos_all_hi)
-        v, s0, _ = cal.corrected(lo - taps, hi + taps, rotate=False)
-        pos = lo + np.arange(0.0, hi - lo, step)
-        y = cal.sample(pos, v, s0)
-        acc += y.sum()
-        acc2 += float(np.vdot(y, y).real)
-        cnt += y.size
-    mean = acc / cnt
-    return float((acc2 / cnt - abs(mean) ** 2) / 2)
 
 
 def _estimates(y: np.ndarray, x: np.ndarray, v_el: float | None, eta: float | None,

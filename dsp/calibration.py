@@ -1,0 +1,223 @@
+"""Shot-noise and electronic-noise calibration records and their variance through each frame's
+receiver chain, computed once per calibration rather than once per frame.
+
+The receiver's SNU is N0 = N_shot - N_el, where N_shot and N_el are the per-quadrature
+variances of the two records (LO only; LO off) through the frame's linear chain (pilot-smoother
+subtraction, carrier shift, matched filter at one position per symbol). The chain differs
+slightly between frames (smoother coefficient a, pilot frequency f1, clock), so both are needed
+per frame; running the records through the chain every frame cost as much as a main pass.
+
+`Calibration` runs the records through the chain directly (`direct_variance`) on the first
+frame that uses them, and for later frames carries that result over with the ratio of the
+expected variances under the records' power spectral densities (Welch estimate, once per
+record):
+
+    N(frame) = N_direct(reference) * Q(frame) / Q(reference),
+    Q = sum_f S(f) (1 - H(f - f1))^2 |P(f - f1 + f_c)|^2,
+
+H: the smoother's response (1-a)^2 / |1 - a exp(-j 2 pi nu)|^2, P: the matched filter (its
+squared response averaged over the table's fractional phases), f_c: the carrier shift (cycles
+per Bob sample). Q's own errors cancel in the ratio to first order, so the carried value stays
+the direct pass's statistic (same samples, same positions) moved by the chain's expected change.
+When the predicted change exceeds `tolerance` the frame gets a direct pass again and becomes
+the reference (docs/dsp.md, "Calibration").
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsp.chain import Chain, check_iq
+
+PSD_NFFT = 2048  # Welch segment: 0.24 MHz bins at 500 MS/s
+PSD_MAX_SAMPLES = 1 << 21  # the PSD only scales small corrections: 2 M samples are plenty
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Positions of the direct pass: from `lo` to `hi` (samples), in chunks of `chunk` samples,
+    each chunk's positions at chunk start + k * step."""
+
+    lo: int
+    hi: int
+    step: float
+    chunk: int = 1 << 16
+
+    @classmethod
+    def for_chain(cls, chain: Chain, n: int, step: float) -> Grid:
+        """Every position whose filter and smoother support lies inside n samples."""
+        taps = chain.table.shape[1]
+        return cls(taps + chain.margin, n - taps - chain.margin, float(step))
+
+
+def direct_variance(iq: np.ndarray, chain: Chain, grid: Grid) -> float:
+    """Per-quadrature variance (ADC units^2) of a calibration record through the same chain as
+    the signal: the pilot smoother's subtraction (a linear filter 1 - H that also scales the
+    data band slightly: (1 - H) ~ 0.99 at 100 kHz linewidth), the carrier shift and the
+    matched filter at the grid's positions (one per symbol), in chunks. The pilot-phase
+    correction is left out: on the signal it is referenced to the pilot (independent of the
+    noise in the data band); here there is no pilot, and rotating noise by its own smoothed
+    phase reshapes it."""
+    taps = chain.table.shape[1]
+    cal = chain.on(iq)
+    acc, acc2, cnt = 0j, 0.0, 0
+    for lo in range(grid.lo, grid.hi, grid.chunk):
+        hi = min(lo + grid.chunk, grid.hi)
+        v, s0, _ = cal.corrected(lo - taps, hi + taps, rotate=False)
+        pos = lo + np.arange(0.0, hi - lo, grid.step)
+        y = cal.sample(pos, v, s0)
+        acc += y.sum()
+        acc2 += float(np.vdot(y, y).real)
+        cnt += y.size
+    mean = acc / cnt
+    return float((acc2 / cnt - abs(mean) ** 2) / 2)
+
+
+def record_psd(iq: np.ndarray, nfft: int = PSD_NFFT, max_samples: int = PSD_MAX_SAMPLES,
+               batch: int = 256) -> np.ndarray:
+    """Welch estimate of a complex record's power spectral density (Hann, 50 % overlap) over its
+    first `max_samples` samples, at frequencies k / nfft cycles per sample (FFT order); the
+    scale is arbitrary (only ratios are used)."""
+    n = min(iq.shape[0], max_samples)
+    hop = nfft // 2
+    nseg = (n - nfft) // hop + 1
+    if nseg < 1:
+        raise ValueError("calibration record shorter than one PSD segment")
+    win = np.hanning(nfft)
+    acc = np.zeros(nfft)
+    for s in range(0, nseg, batch):
+        e = min(nseg, s + batch)
+        block = np.asarray(iq[s * hop:(e - 1) * hop + nfft], dtype=np.float64)
+        z = block[:, 0] + 1j * block[:, 1]
+        seg = np.lib.stride_tricks.sliding_window_view(z, nfft)[::hop]
+        acc += np.sum(np.abs(np.fft.fft(seg * win, axis=1)) ** 2, axis=0)
+    return acc / nseg
+
+
+def filter_power_response(table: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """|P(nu)|^2 of the matched filter at frequencies `freqs` (cycles per sample), averaged
+    over the table's fractional-delay rows (the last row repeats the first, shifted)."""
+    rows = table[:-1]
+    nfft = 1 << int(np.ceil(np.log2(2 * rows.shape[1])))
+    acf = np.fft.irfft(np.mean(np.abs(np.fft.rfft(rows, nfft, axis=1)) ** 2, axis=0), nfft)
+    lags = np.arange(1, rows.shape[1])
+    return acf[0] + 2 * np.cos(2 * np.pi * np.outer(freqs, lags)) @ acf[lags]
+
+
+def chain_gain(psd: np.ndarray, chain: Chain) -> float:
+    """Expected output power Q of the chain for a record of PSD `psd` (arbitrary scale)."""
+    f = np.arange(psd.size) / psd.size
+    a = chain.a
+    h = (1 - a) ** 2 / (1 + a * a - 2 * a * np.cos(2 * np.pi * (f - chain.f1)))
+    f_c = chain.cw * chain.track.ratio / (2 * np.pi)  # carrier shift, cycles per Bob sample
+    p2 = filter_power_response(chain.table, f - chain.f1 + f_c)
+    return float(np.sum(psd * (1 - h) ** 2 * p2))
+
+
+@dataclass
+class _Reference:
+    """The chain of the last direct pass and its results."""
+
+    chain: Chain
+    variances: tuple[float, float | None]
+    gains: tuple[float, float | None] | None = None  # Q under each record's PSD
+
+
+class Calibration:
+    """The shot-noise record (LO only) and the electronic-noise record (LO off, may be None) of
+    one calibration, int16 (n, 2) I/Q each, and their variances through the frames' chains.
+
+    Build one per calibration and pass it to `dsp.receiver.receive(..., calibration=...)` for
+    every frame until the next calibration. Writeable records are copied and every record is
+    kept read-only, so results can never come from records changed after construction.
+    `tolerance`: largest predicted relative change of a variance (reference chain -> frame's
+    chain) that is carried over; beyond it the frame gets a direct pass. Thread-safe."""
+
+    def __init__(self, shot_iq: np.ndarray, elec_iq: np.ndarray | None = None,
+                 tolerance: float = 2e-3, *, copy: bool = True) -> None:
+        """copy=False keeps writeable records as they are: only for a calibration used once
+        and dropped (the receiver's own, when it is given the arrays)."""
+        self._records = tuple(None if r is None else _frozen(r, name, copy) for r, name in
+                              ((shot_iq, "shot-noise capture"),
+                               (elec_iq, "electronic-noise capture")))
+        if not tolerance >= 0:
+            raise ValueError("tolerance must be >= 0")
+        self.tolerance = float(tolerance)
+        self._psds: tuple[np.ndarray, np.ndarray | None] | None = None
+        self._ref: _Reference | None = None
+        self._lock = threading.Lock()
+        self.direct_passes = 0  # how many frames needed a direct pass
+
+    @property
+    def shot(self) -> np.ndarray:
+        return self._records[0]
+
+    @property
+    def elec(self) -> np.ndarray | None:
+        return self._records[1]
+
+    def variances(self, chain: Chain, step: float) -> tuple[tuple[float, float | None], dict]:
+        """(N_shot, N_el) per quadrature (ADC units^2; N_el None without the record) through
+        `chain` with one position every `step` samples, and a JSON-serialisable note of how
+        they were obtained ("direct" pass or "carried" with the factors Q(frame)/Q(ref))."""
+        with self._lock:
+            ref = self._ref
+            if ref is not None and _same_structure(ref.chain, chain):
+                factors = self._factors(ref, chain)
+                if max(abs(f - 1) for f in factors if f is not None) <= self.tolerance:
+                    out = tuple(None if v is None else v * f
+                                for v, f in zip(ref.variances, factors, strict=True))
+                    return out, {"method": "carried", "factors": list(factors)}
+            grids = tuple(None if r is None else _grid(r, chain, step, name) for r, name in
+                          zip(self._records, ("shot-noise capture", "electronic-noise capture"),
+                              strict=True))
+            self._ref = _Reference(chain, self._direct(chain, grids))
+            self.direct_passes += 1
+            return self._ref.variances, {"method": "direct"}
+
+    def _direct(self, chain: Chain, grids: tuple[Grid, Grid | None]
+                ) -> tuple[float, float | None]:
+        shot, elec = self._records
+        if elec is None:
+            return direct_variance(shot, chain, grids[0]), None
+        # independent passes through the same (read-only) chain; the kernels release the GIL
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            n_el = pool.submit(direct_variance, elec, chain, grids[1])
+            return direct_variance(shot, chain, grids[0]), n_el.result()
+
+    def _factors(self, ref: _Reference, chain: Chain) -> tuple[float, float | None]:
+        if self._psds is None:
+            self._psds = tuple(None if r is None else record_psd(r) for r in self._records)
+        if ref.gains is None:
+            ref.gains = tuple(None if p is None else chain_gain(p, ref.chain)
+                              for p in self._psds)
+        return tuple(None if p is None else chain_gain(p, chain) / g
+                     for p, g in zip(self._psds, ref.gains, strict=True))
+
+
+def _frozen(iq: np.ndarray, name: str, copy: bool) -> np.ndarray:
+    """A read-only int16 (n, 2) record: the array itself if it is already read-only (e.g. a
+    read-only memory map), else a read-only copy (copy=False: the array as it is)."""
+    check_iq(iq, name)
+    if iq.flags.writeable and copy:
+        iq = np.array(iq)
+        iq.flags.writeable = False
+    return iq
+
+
+def _grid(iq: np.ndarray, chain: Chain, step: float, name: str) -> Grid:
+    n, taps = iq.shape[0], chain.table.shape[1]
+    if n < 10 * taps + 2 * chain.margin:
+        raise ValueError(f"{name} too short")
+    return Grid.for_chain(chain, n, step)
+
+
+def _same_structure(a: Chain, b: Chain) -> bool:
+    """Chains whose variances may be carried over: same filter length and pilot-to-data
+    carrier (the frame layout), clock within 100 ppm."""
+    return (a.table.shape == b.table.shape and a.cw == b.cw
+            and abs(a.track.ratio / b.track.ratio - 1) < 1e-4)

@@ -40,8 +40,9 @@ int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd);
 
 _FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-Wno-psabi", "-pthread"]
 if platform.machine().lower() in ("x86_64", "amd64"):
-    # AVX2 (+FMA) is chosen at run time (ldpc_simd_level). No FMA contraction outside
-    # ldpc_decoder_fma.c, so the portable and AVX2 paths agree bit for bit.
+    # AVX2 (+FMA, + AVX-512VL) is chosen at run time (ldpc_simd_level). No FMA contraction
+    # outside ldpc_decoder_fma.c and ldpc_decoder_avx512.c, so the portable and AVX2 paths agree
+    # bit for bit.
     _FLAGS += ["-march=x86-64-v2", "-ffp-contract=off"]
 else:
     _FLAGS.append("-ffp-contract=fast")  # aarch64: NEON fused multiply-add in the one path
@@ -51,7 +52,8 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "reconcile._ldpc",
     '#include "ldpc_decoder.h"',
-    sources=[str((HERE / f).relative_to(ROOT)) for f in ("ldpc_decoder.c", "ldpc_decoder_fma.c")],
+    sources=[str((HERE / f).relative_to(ROOT)) for f in ("ldpc_decoder.c", "ldpc_decoder_fma.c",
+                                                           "ldpc_decoder_avx512.c")],
     include_dirs=[str(HERE.relative_to(ROOT))],
     extra_compile_args=_FLAGS,
     extra_link_args=["-pthread"],

@@ -17,8 +17,10 @@
  *
  * Frames are interleaved 8 to a vector (GCC/Clang vector extensions: AVX2 on x86-64 when the
  * CPU has it, chosen at run time, two SSE halves otherwise, NEON on aarch64). FMA contraction
- * is disabled except in the AVX2+FMA build (ldpc_decoder_fma.c), so the portable and AVX2
- * paths give bit-identical results; each path is deterministic. Lanes never interact,
+ * is disabled except in the AVX2+FMA build (ldpc_decoder_fma.c) and the same kernel compiled
+ * for AVX-512VL (ldpc_decoder_avx512.c: 32 registers, so phi's NP = 4 interleaved evaluations
+ * do not spill; the same results as AVX2+FMA, tested), so the portable and AVX2 paths give
+ * bit-identical results; each path is deterministic. Lanes never interact,
  * and a frame's output is frozen at the first iteration its syndrome matches, so the result
  * of a frame does not depend on its batch-mates or on the thread count.
  *
@@ -62,14 +64,21 @@ __attribute__((target("avx2"))) static int64_t group_avx2(const job *jb, float *
 __attribute__((target("avx2"))) static void phi_avx2(const float *x, float *out, int64_t count) {
     phi_impl(x, out, count);
 }
-/* ldpc_decoder_fma.c: the same kernel with FMA contraction */
+/* ldpc_decoder_fma.c: the same kernel with FMA contraction; ldpc_decoder_avx512.c: that one
+ * compiled for AVX-512VL (same vectors and arithmetic, more registers) */
 int64_t ldpc_group_avx2fma(const job *jb, float *work);
 void ldpc_phi_avx2fma(const float *x, float *out, int64_t count);
+int64_t ldpc_group_avx512(const job *jb, float *work);
+void ldpc_phi_avx512(const float *x, float *out, int64_t count);
 #endif
 
 int ldpc_simd_level(void) {
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+        return LDPC_SIMD_AVX512;
     if (__builtin_cpu_supports("avx2"))
         return __builtin_cpu_supports("fma") ? LDPC_SIMD_AVX2_FMA : LDPC_SIMD_AVX2;
 #endif
@@ -83,6 +92,7 @@ static int resolve(int32_t simd) { return simd == LDPC_SIMD_BEST ? ldpc_simd_lev
 
 static group_fn pick_group(int level) {
 #ifdef HAVE_AVX2_PATH
+    if (level == LDPC_SIMD_AVX512) return ldpc_group_avx512;
     if (level == LDPC_SIMD_AVX2_FMA) return ldpc_group_avx2fma;
     if (level == LDPC_SIMD_AVX2) return group_avx2;
 #endif
@@ -95,6 +105,7 @@ int ldpc_phi(const float *x, float *out, int64_t count, int32_t simd) {
     if (level < LDPC_SIMD_PORTABLE || level > ldpc_simd_level()) return -1;
     phi_fn fn = phi_portable;
 #ifdef HAVE_AVX2_PATH
+    if (level == LDPC_SIMD_AVX512) fn = ldpc_phi_avx512;
     if (level == LDPC_SIMD_AVX2_FMA) fn = ldpc_phi_avx2fma;
     if (level == LDPC_SIMD_AVX2) fn = phi_avx2;
 #endif

@@ -38,11 +38,13 @@ typedef struct {
 /* Floats of workspace needed by one thread (includes alignment slack). */
 int64_t ldpc_workspace_floats(const ldpc_graph *g);
 
-/* SIMD paths: portable vector code (SSE2/NEON), AVX2, AVX2 with FMA contraction. */
+/* SIMD paths: portable vector code (SSE2/NEON), AVX2, AVX2 with FMA contraction, and the
+ * latter compiled for AVX-512VL (same 8-lane vectors and arithmetic, 32 registers). */
 #define LDPC_SIMD_BEST 0
 #define LDPC_SIMD_PORTABLE 1
 #define LDPC_SIMD_AVX2 2
 #define LDPC_SIMD_AVX2_FMA 3
+#define LDPC_SIMD_AVX512 4
 
 /* Best SIMD path this CPU supports (LDPC_SIMD_*). */
 int ldpc_simd_level(void);

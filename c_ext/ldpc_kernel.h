@@ -41,7 +41,7 @@ ALWAYS v8f vclamp(v8f x) {
 /* phi(x) = -ln tanh(x/2) for x in [PHI_LO, PHI_HI], on NP independent vectors at once: the
  * statements of the NP evaluations are interleaved so that the out-of-order core overlaps
  * their long dependency chains (one evaluation alone is latency-bound). */
-#define NP 2
+#define NP 4
 #define EACH(stmt)                                                                             \
     for (int i = 0; i < NP; ++i) {                                                             \
         stmt;                                                                                  \

@@ -28,7 +28,8 @@ from reconcile.ldpc_code import LdpcCode
 DEFAULT_MAX_ITER = 100
 LANES = 8  # frames per SIMD vector (LDPC_LANES in the C header)
 LLR_LIMIT = 1.0e4  # input LLRs are clipped to +-LLR_LIMIT (so +-inf means a known bit)
-SIMD_PATHS = {"auto": 0, "portable": 1, "avx2": 2, "avx2fma": 3}  # LDPC_SIMD_* in the C header
+# LDPC_SIMD_* in the C header; "avx512" is the avx2fma kernel built for AVX-512VL
+SIMD_PATHS = {"auto": 0, "portable": 1, "avx2": 2, "avx2fma": 3, "avx512": 4}
 
 
 @dataclass(frozen=True)

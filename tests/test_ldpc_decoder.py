@@ -13,7 +13,9 @@ from reconcile.ldpc_code import LdpcCode
 from reconcile.standard_codes import standard_code
 
 PATHS = [
-    p for p in ("portable", "avx2", "avx2fma") if ld.SIMD_PATHS[p] <= ld.SIMD_PATHS[ld.simd_level()]
+    p
+    for p in ("portable", "avx2", "avx2fma", "avx512")
+    if ld.SIMD_PATHS[p] <= ld.SIMD_PATHS[ld.simd_level()]
 ]
 
 
@@ -171,6 +173,10 @@ def test_results_are_bit_exact_across_runs_threads_batches_and_paths():
         port = dec.decode(llr, syn, max_iter=30, return_llr=True, simd="portable")
         avx2 = dec.decode(llr, syn, max_iter=30, return_llr=True, simd="avx2")
         assert np.array_equal(port.llr.view(np.uint32), avx2.llr.view(np.uint32))
+    if "avx512" in PATHS:  # the avx2fma kernel compiled for AVX-512VL: the same arithmetic
+        fma = dec.decode(llr, syn, max_iter=30, return_llr=True, simd="avx2fma")
+        avx512 = dec.decode(llr, syn, max_iter=30, return_llr=True, simd="avx512")
+        assert np.array_equal(fma.llr.view(np.uint32), avx512.llr.view(np.uint32))
 
 
 def _refill_makespan(iterations: np.ndarray, max_iter: int) -> int:

@@ -48,11 +48,22 @@ def _checks_with_degree_one_variable(code: LdpcCode) -> int:
 
 @pytest.mark.parametrize("simd", PATHS)
 def test_phi_matches_double_precision(simd):
-    x = np.concatenate([np.logspace(-17, np.log10(40.0), 20001), [0.5, 1.0986, 1.1, 2.0]])
+    """The decoder's phi is within 2e-5 relative of phi in double precision over its whole
+    domain [phi(40), 40] (design bound, c_ext/ldpc_kernel.h: minimax polynomials with relative
+    errors 2.1e-5 for expm1(r)/r on |r| <= ln2/2 and 7.2e-6 for 2 atanh(s)/s on s^2 <= 1/9;
+    measured maximum 1.58e-5 on 8 x 10^6 points). It is an approximation of phi, not a biased
+    variant: the mean error is far below the maximum."""
+    x = np.concatenate([np.logspace(-17.07, np.log10(40.0), 200001),
+                        np.log(3.0) + np.linspace(-1e-3, 1e-3, 2001),  # branch switch
+                        (np.arange(1, 58) + 0.5) * np.log(2.0),  # reduction switches
+                        [0.5, 1.0986, 1.1, 2.0, 40.0]])
+    x = x[x >= 8.4967e-18]
     out = ld.phi(x, simd=simd).astype(np.float64)
     x32 = x.astype(np.float32).astype(np.float64)
     ref = np.log1p(2.0 / np.expm1(x32))
-    assert np.max(np.abs(out - ref) / ref) < 5e-7  # a few float32 ulps
+    rel = np.abs(out - ref) / ref
+    assert rel.max() < 2e-5
+    assert rel.mean() < 5e-6
     # phi is an involution: phi(phi(x)) = x up to rounding
     back = ld.phi(out, simd=simd).astype(np.float64)
     mid = (x32 > 1e-3) & (x32 < 20)

@@ -184,3 +184,93 @@ def run_power(pil: np.ndarray, pos: np.ndarray, s0: int, run: int) -> np.ndarray
     for r in range(nrun):
         out[r] /= min(run, pos.size - r * run)
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def lag_sums(y: np.ndarray, idx: np.ndarray, x: np.ndarray, max_lag: int, out: np.ndarray
+             ) -> None:
+    """For each lag l in [-max_lag, max_lag] (row l + max_lag of `out`): sum conj(x) y[idx + l]
+    (real, imaginary), sum |y[idx + l]|^2, sum |x|^2 and the count, over the k with idx[k] + l
+    inside y and y there finite. One pass per lag, no temporaries."""
+    for li in range(2 * max_lag + 1):
+        lag = li - max_lag
+        cr = 0.0
+        ci = 0.0
+        yy = 0.0
+        xx = 0.0
+        cnt = 0
+        for k in range(idx.size):
+            j = idx[k] + lag
+            if j < 0 or j >= y.size:
+                continue
+            z = y[j]
+            if not (np.isfinite(z.real) and np.isfinite(z.imag)):
+                continue
+            xr = x[k].real
+            xi = x[k].imag
+            cr += xr * z.real + xi * z.imag
+            ci += xr * z.imag - xi * z.real
+            yy += z.real * z.real + z.imag * z.imag
+            xx += xr * xr + xi * xi
+            cnt += 1
+        out[li, 0] = cr
+        out[li, 1] = ci
+        out[li, 2] = yy
+        out[li, 3] = xx
+        out[li, 4] = cnt
+
+
+@nb.njit(cache=True, nogil=True)
+def interp_increasing(xq: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> None:
+    """out = np.interp(xq, xp, fp, left=nan, right=nan) for increasing xq and xp (one walk over
+    the knots instead of a binary search per point)."""
+    k = 0
+    m = xp.size
+    for i in range(xq.size):
+        q = xq[i]
+        if q < xp[0] or q > xp[m - 1] or not np.isfinite(q):
+            out[i] = np.nan
+            continue
+        while k < m - 2 and xp[k + 1] <= q:
+            k += 1
+        while k > 0 and xp[k] > q:
+            k -= 1
+        slope = (fp[k + 1] - fp[k]) / (xp[k + 1] - xp[k])
+        out[i] = fp[k] + slope * (q - xp[k])
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def disclosed_sums(v: np.ndarray, n0: int, pos: np.ndarray, table: np.ndarray, y: np.ndarray,
+                   xc: np.ndarray, blk: np.ndarray, s3: np.ndarray, counts: np.ndarray,
+                   yy: np.ndarray, xx: np.ndarray) -> None:
+    """Data-aided block sums of the disclosed symbols of one chunk: for each k (block blk[k]),
+    s3[b, 0] += y(pos[k] - 1/2) xc[k], s3[b, 2] += y(pos[k] + 1/2) xc[k] (matched filter at
+    half a sample either side, as `mf_sample`), s3[b, 1] += y[k] xc[k] (each only if finite),
+    counts[b] += 1, yy[b] += |y[k]|^2, xx[b] += |xc[k]|^2. xc: conjugated disclosed values."""
+    phases = table.shape[0] - 1
+    taps = table.shape[1]
+    half = (taps - 1) // 2
+    n = v.size
+    for k in range(pos.size):
+        b = blk[k]
+        for col in (0, 2):
+            p = pos[k] - n0 + (col - 1) * 0.5
+            i = int(np.floor(p))
+            j = int(np.round((p - i) * phases))
+            start = i - half
+            if start < 0 or start + taps > n:
+                continue
+            re = 0.0
+            im = 0.0
+            for m in range(taps):
+                h = table[j, m]
+                z = v[start + m]
+                re += z.real * h
+                im += z.imag * h
+            s3[b, col] += complex(re, im) * xc[k]
+        z = y[k] * xc[k]
+        if np.isfinite(z.real) and np.isfinite(z.imag):
+            s3[b, 1] += z
+        counts[b] += 1
+        yy[b] += y[k].real * y[k].real + y[k].imag * y[k].imag
+        xx[b] += xc[k].real * xc[k].real + xc[k].imag * xc[k].imag

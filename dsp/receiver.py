@@ -205,8 +205,11 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
         raise SyncError("frame not fully captured (data outside the capture)")
     t0 = time.perf_counter()
     tblk = config.timing_block_symbols
-    order = np.argsort(disclosed_idx)
-    didx, dx = disclosed_idx[order], disclosed_x[order]
+    if np.all(disclosed_idx[1:] > disclosed_idx[:-1]):
+        didx, dx = disclosed_idx, disclosed_x
+    else:
+        order = np.argsort(disclosed_idx)
+        didx, dx = disclosed_idx[order], disclosed_x[order]
     passes = 0
     chunk = config.chunk_symbols
     y = np.empty(n_data, dtype=np.complex128)
@@ -357,7 +360,9 @@ def _main_pass(chain: Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarr
     chunk = max(run, chunk // run * run)
     for k0 in range(0, n_data, chunk):
         k1 = min(n_data, k0 + chunk)
-        p = chain.track.bob(a0 + np.arange(k0, k1) * float(sps))
+        p = np.empty(k1 - k0)
+        kernels.interp_increasing(a0 + np.arange(k0, k1) * float(sps), chain.track.knot_a,
+                                  chain.track.knot_n, p)
         lo, hi = int(np.floor(p[0])) - half - 1, int(np.ceil(p[-1])) + half + 2
         v, s0, pil = chain.corrected(lo, hi)
         y[k0:k1] = chain.sample(p, v, s0)
@@ -371,15 +376,9 @@ def _main_pass(chain: Chain, a0: float, sps: int, didx: np.ndarray, dx: np.ndarr
         if i1 > i0:
             sel, xs = didx[i0:i1], dx[i0:i1]
             keep = ~lost[sel]
-            sel, xc = sel[keep], np.conj(xs[keep])
-            b = sel // tblk
-            for col, d in ((0, -0.5), (2, 0.5)):
-                yd = chain.sample(p[sel - k0] + d, v, s0) * xc
-                st.s3[:, col] += _bin(b, yd, nblk)
-            st.s3[:, 1] += _bin(b, y[sel] * xc, nblk)
-            st.counts += np.bincount(b, minlength=nblk)
-            st.yy += np.bincount(b, np.abs(y[sel]) ** 2, nblk)
-            st.xx += np.bincount(b, np.abs(xc) ** 2, nblk)
+            sel = sel[keep]
+            kernels.disclosed_sums(v, s0, p[sel - k0], chain.table, y[sel], np.conj(xs[keep]),
+                                   sel // tblk, st.s3, st.counts, st.yy, st.xx)
         del v, pil
     # a run partly hit shows a diluted mean: lose the neighbours of a bad run too (runs are
     # aligned across chunks, chunk being a multiple of run)
@@ -395,11 +394,6 @@ def _ranges(flags: np.ndarray) -> list[list[int]]:
     z = np.zeros(1, dtype=np.int8)
     e = np.flatnonzero(np.diff(np.concatenate((z, flags.astype(np.int8), z))))
     return [[int(a), int(b)] for a, b in zip(e[0::2], e[1::2], strict=True)]
-
-
-def _bin(b: np.ndarray, z: np.ndarray, n: int) -> np.ndarray:
-    ok = np.isfinite(z)
-    return (np.bincount(b[ok], z[ok].real, n) + 1j * np.bincount(b[ok], z[ok].imag, n))
 
 
 def _timing_offsets(sums3: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import fftconvolve
 
+from dsp import kernels
 from dsp.filters import rrc_taps
 
 
@@ -82,20 +83,18 @@ def confirm_lag(y: np.ndarray, idx: np.ndarray, x: np.ndarray, max_lag: int,
     raises SyncError unless lag 0 is best and z >= min_z.
     """
     m = idx.size
-    ok = np.isfinite(y)
+    sums = np.zeros((2 * max_lag + 1, 5))
+    kernels.lag_sums(y, np.asarray(idx, dtype=np.int64), np.asarray(x, dtype=np.complex128),
+                     max_lag, sums)
     best, best_rho, rho0 = 0, -1.0, 0.0
-    for lag in range(-max_lag, max_lag + 1):
-        j = idx + lag
-        sel = (j >= 0) & (j < y.size)
-        sel[sel] &= ok[j[sel]]
-        yy, xx = y[j[sel]], x[sel]
-        if yy.size == 0:
+    for li, (cr, ci, yy, xx, cnt) in enumerate(sums):
+        if cnt == 0:
             continue
-        rho = abs(np.vdot(xx, yy)) / np.sqrt(np.vdot(yy, yy).real * np.vdot(xx, xx).real)
-        if lag == 0:
+        rho = np.hypot(cr, ci) / np.sqrt(yy * xx)
+        if li == max_lag:
             rho0 = rho
         if rho > best_rho:
-            best, best_rho = lag, rho
+            best, best_rho = li - max_lag, rho
     z = float(np.sqrt(m) * rho0)
     if best != 0:
         raise SyncError(f"symbol lag not confirmed: best lag {best}")

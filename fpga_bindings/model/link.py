@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+import numba
 import numpy as np
 
 from fpga_bindings.boards import BoardProfile, get_profile
@@ -28,6 +29,7 @@ from fpga_bindings.model.link_api import (
     LinkStatus,
     OpticalSwitch,
 )
+from fpga_bindings.model.normal import seed_state
 from fpga_bindings.model.phase_steps import StepSource
 from fpga_bindings.model.receiver import (
     KIND_DDC_HET,
@@ -175,6 +177,22 @@ def _make_player(field: np.ndarray, cyclic: bool, start_s: float,
     return _Player(len(field), fr, fi, bool(cyclic), start_s, power, remote_tx_phase)
 
 
+@numba.njit(cache=True, nogil=True)
+def _dac_field(iq: np.ndarray, drop: int, scale: np.float32, fr: np.ndarray,
+               fi: np.ndarray) -> float:
+    """The DAC's field (SNU) into fr, fi[HALF:HALF + n] (float32): each int16 code truncated
+    to its top 16 - drop bits (arithmetic shift), times `scale` in float32. Returns the sum of
+    |field|^2 (each square in float32, summed in float64)."""
+    total = 0.0
+    for k in range(iq.shape[0]):
+        re = np.float32((iq[k, 0] >> drop) << drop) * scale
+        im = np.float32((iq[k, 1] >> drop) << drop) * scale
+        fr[HALF + k] = re
+        fi[HALF + k] = im
+        total += np.float64(re * re) + np.float64(im * im)
+    return total
+
+
 class _Prefetch:
     """Calls fn(*args) for each args in order, the next one on a worker thread while the caller
     works on the current result (numpy's generators release the GIL while they fill arrays).
@@ -202,7 +220,7 @@ class LinkModel:
     def __init__(self, config: LinkConfig | None = None):
         self.config = config or LinkConfig()
         seeds = np.random.SeedSequence(self.config.seed).spawn(5)
-        self._rng_noise = np.random.Generator(np.random.SFC64(seeds[0]))
+        self._noise_state = seed_state(seeds[0])  # detection noise, drawn inside `render`
         self._rng_jitter = np.random.Generator(np.random.SFC64(seeds[1]))
         self._tx_phase = WienerPhase(self.config.tx_linewidth_hz,
                                      np.random.Generator(np.random.SFC64(seeds[2])))
@@ -231,13 +249,18 @@ class LinkModel:
         iq = np.asarray(iq)
         if iq.dtype != np.int16 or iq.ndim != 2 or iq.shape[1] != 2 or iq.shape[0] == 0:
             raise ValueError("load_dac: need a non-empty int16 array of shape (n, 2)")
-        drop = 16 - self.config.profile.dac_bits
-        q = (iq >> drop) << drop  # arithmetic shift: truncation to the converter's bits
-        scale = np.float32(self.config.dac_fs_snu / DAC_CODE_FULL_SCALE)
-        field = np.empty(len(q), np.complex64)
-        field.real = q[:, 0] * scale
-        field.imag = q[:, 1] * scale
-        self._player = _make_player(field, cyclic, self._now)
+        n = len(iq)
+        fr = np.empty(n + 2 * HALF, np.float32)
+        fi = np.empty(n + 2 * HALF, np.float32)
+        sum_abs2 = _dac_field(iq, 16 - self.config.profile.dac_bits,
+                              np.float32(self.config.dac_fs_snu / DAC_CODE_FULL_SCALE), fr, fi)
+        for part in (fr, fi):  # the halo: wrapped (cyclic) or zeros, as `resample.pad`
+            if n < HALF:
+                part[:] = pad(part[HALF:HALF + n], cyclic, HALF, np.float32)
+            else:
+                part[:HALF] = part[n:n + HALF] if cyclic else 0.0
+                part[HALF + n:] = part[HALF:2 * HALF] if cyclic else 0.0
+        self._player = _Player(n, fr, fi, bool(cyclic), self._now, sum_abs2 / n)
 
     def set_frontend(self, frontend: FrontEnd) -> None:
         if not frontend.voa_db >= 0.0:
@@ -350,14 +373,17 @@ class LinkModel:
                     qstep=qstep, chunk=chunk, fs_out=fs_out, settings=settings,
                     gain_lsb=c.rx_gain_lsb * math.sqrt(prof.default_decimation / decim))
 
+    def _lit(self) -> bool:
+        """The signal can reach the detector (front end and player; faults aside)."""
+        fe = self._frontend
+        return (fe.lo_on and (fe.laser_on or self._remote())
+                and fe.switch == OpticalSwitch.SIGNAL and self._player is not None)
+
     def _signal_gain(self, plan: dict, t: float) -> float:
         """sqrt(eta T k 10^(-VOA/10)) at time t: field SNU at the channel input -> output SNU
         (k = 1/2 heterodyne, 1 homodyne); 0 while the signal cannot reach the detector."""
         c = self.config
-        fe = self._frontend
-        signal = (fe.lo_on and (fe.laser_on or self._remote())
-                  and fe.switch == OpticalSwitch.SIGNAL and self._player is not None)
-        if not signal:
+        if not self._lit():
             return 0.0
         k = 1.0 if c.detection == "homodyne" else 0.5
         t_tot = fibre.transmittance(c.distance_km, c.loss_db_per_km,
@@ -434,7 +460,9 @@ class LinkModel:
         psi_parts: list[np.ndarray] = []
         recent, recent_first, have = np.empty(0), 0, 0
         clips = 0
-        draws = _Prefetch(self._draw_chunk, [(min(plan["chunk"], n - s), ncol, linewidth > 0)
+        # the phase-noise bridge acts on the signal only: no steps for a dark record
+        bridge = linewidth > 0 and (want_truth or self._lit())
+        draws = _Prefetch(self._draw_chunk, [(min(plan["chunk"], n - s), bridge)
                                              for s in range(0, n, plan["chunk"])])
         try:  # a capture abandoned part-way still stops the prefetching thread
             for start in range(0, n, plan["chunk"]):
@@ -446,7 +474,7 @@ class LinkModel:
                 recent = np.concatenate([recent[g0 - recent_first:], new])
                 recent_first, have = g0, need
                 seg_end, seg_amp, seg_sigma, seg_zsnu = self._segments(plan, t_trig + start * dt, m)
-                noise, jitter, pn = draws.next()
+                jitter, pn = draws.next()
                 s_r, s_i = s_buf_r[:m], s_buf_i[:m]
                 if seg_amp.any():
                     interp_uniform(fr, fi, HALF, n_field, cyclic, u0 + start * du, du, jitter,
@@ -456,7 +484,8 @@ class LinkModel:
                     s_i[:] = 0.0
                 out = np.empty((m, ncol), np.int16)
                 clips += render(s_r, s_i, recent, grid, seg_end, seg_amp, seg_sigma, seg_zsnu,
-                                noise, jitter, jit_phase, pn, pn_sd, kind, plan["qstep"], out,
+                                self._noise_state, jitter, jit_phase, pn, pn_sd, kind,
+                                plan["qstep"], out,
                                 zrot_all[start:start + m] if want_truth else no_z,
                                 fine_all[start:start + m] if want_truth else no_f)
                 # the phase trajectory is known up to grid point need-1: time may not restart
@@ -469,17 +498,15 @@ class LinkModel:
                      zrot_all if want_truth else None, (fr, fi, n_field),
                      fine_all if want_truth else None)
 
-    def _draw_chunk(self, m: int, ncol: int, phase_noise: bool
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk's simulation noise: detector noise (m, ncol) float32 N(0, 1), clock
-        jitter (m,) N(0, 1) (empty without jitter), the phase bridge's band-limited steps
+    def _draw_chunk(self, m: int, phase_noise: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One chunk's simulation noise apart from the detection noise (drawn by `render`):
+        clock jitter (m,) N(0, 1) (empty without jitter), the phase bridge's band-limited steps
         (`phase_steps.StepSource`)."""
         c = self.config
-        noise = self._rng_noise.standard_normal((m, ncol), dtype=np.float32)
         jitter = self._rng_jitter.standard_normal(m) if c.adc_jitter_s > 0 else np.empty(0)
         pn = (self._steps.draw(-(-m // c.phase_grid) * c.phase_grid)
               if phase_noise else np.empty(0, np.float32))
-        return noise, jitter, pn
+        return jitter, pn
 
     def _finish(self, plan: dict, t_trig: float, u0: float, du: float, psi: np.ndarray,
                 clips: int, zrot: np.ndarray | None,

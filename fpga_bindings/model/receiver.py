@@ -20,6 +20,8 @@ import math
 import numba
 import numpy as np
 
+from fpga_bindings.model.normal import normal_from_word, sfc64_next
+
 KIND_DDC_HET = 0
 KIND_DDC_HOM = 1
 KIND_REAL_HET = 2
@@ -29,7 +31,7 @@ KIND_REAL_HOM = 3
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
            seg_end: np.ndarray, seg_amp: np.ndarray, seg_sigma: np.ndarray,
-           seg_zsnu: np.ndarray, noise: np.ndarray, jitter: np.ndarray, jit_phase: float,
+           seg_zsnu: np.ndarray, noise_state: np.ndarray, jitter: np.ndarray, jit_phase: float,
            pn: np.ndarray, pn_sd: float,
            kind: int, qstep: float, out: np.ndarray, zrot: np.ndarray,
            fine: np.ndarray) -> int:
@@ -37,7 +39,9 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
 
     s_r, s_i: the band-limited DAC field at the sampling instants (SNU per player sample),
     from `resample.interp_uniform`. psi: beat phase at chunk samples 0, grid, 2 grid, ...
-    (m // grid + 2 values). noise: float32 standard normals, (m, 2) or (m, 1).
+    (m // grid + 2 values). noise_state: the SFC64 state (uint64 (4,), `normal.seed_state`,
+    advanced in place) of the detection noise: sample j draws one generator output, whose low
+    and (heterodyne DDC) high 32 bits give its standard normals (`normal.normal_from_word`).
     jitter: the standard normals of the sampling jitter (m,) or empty; jit_phase = 2 pi f_beat
     times the rms jitter. pn: float32 zero-mean steps of variance spectrum (1/12) sinc^2(f)
     (`phase_steps.StepSource`; a multiple of grid >= m, or empty) for the laser phase noise
@@ -65,6 +69,7 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
     ph_im = 0.0
     rot_re = 1.0
     rot_im = 0.0
+    g_a, g_b, g_c, g_w = noise_state[0], noise_state[1], noise_state[2], noise_state[3]
     j = 0
     for s in range(seg_end.shape[0]):
         amp = seg_amp[s]
@@ -108,7 +113,8 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
                 c_re = t_c
             a_re = amp * s_r[j]
             a_im = amp * s_i[j]
-            w0 = noise[j, 0]
+            word, g_a, g_b, g_c, g_w = sfc64_next(g_a, g_b, g_c, g_w)
+            w0, g_a, g_b, g_c, g_w = normal_from_word(word, g_a, g_b, g_c, g_w)
             x = re_gain * (a_re * c_re - a_im * c_im) + sigma * w0
             clipped = False
             xq = math.floor(x / qstep + 0.5) * qstep
@@ -120,7 +126,8 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
                 clipped = True
             out[j, 0] = np.int16(xq)
             if kind == KIND_DDC_HET:
-                w1 = noise[j, 1]
+                w1, g_a, g_b, g_c, g_w = normal_from_word(word >> np.uint64(32), g_a, g_b, g_c,
+                                                          g_w)
                 y = (a_re * c_im + a_im * c_re) + sigma * w1
                 yq = math.floor(y + 0.5)
                 if yq >= top:
@@ -144,4 +151,8 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
             ph_im = ph_re * rot_im + ph_im * rot_re
             ph_re = t_re
             j += 1
+    noise_state[0] = g_a
+    noise_state[1] = g_b
+    noise_state[2] = g_c
+    noise_state[3] = g_w
     return clips

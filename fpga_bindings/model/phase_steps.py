@@ -38,10 +38,14 @@ def step_taps(m: int = STEP_M) -> np.ndarray:
 STEP_TAPS = step_taps()
 
 
+_BLOCK = 1024  # outputs per pass over the taps (they stay in L1)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _colour(u: np.ndarray, tail: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
     """out[j] = sum_i taps[i] v[j + i], v = (tail, u - 1/2); tail <- the last len(tail) of v.
-    The taps are symmetric: pairs share a multiply."""
+    The taps are symmetric: pairs share a multiply. Tap by tap over blocks of outputs (the
+    loop over outputs vectorises)."""
     nt = tail.shape[0]
     n = u.shape[0]
     half = nt // 2
@@ -49,11 +53,18 @@ def _colour(u: np.ndarray, tail: np.ndarray, taps: np.ndarray, out: np.ndarray) 
     v[:nt] = tail
     for j in range(n):
         v[nt + j] = u[j] - np.float32(0.5)
-    for j in range(n):
-        acc = taps[half] * v[j + half]
+    for j0 in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - j0)
+        o = out[j0:j0 + m]
+        centre = taps[half]
+        for j in range(m):
+            o[j] = centre * v[j0 + j + half]
         for i in range(half):
-            acc += taps[i] * (v[j + i] + v[j + nt - i])
-        out[j] = acc
+            t = taps[i]
+            a = v[j0 + i:j0 + i + m]
+            b = v[j0 + nt - i:j0 + nt - i + m]
+            for j in range(m):
+                o[j] += t * (a[j] + b[j])
     tail[:] = v[n:]
 
 

@@ -71,13 +71,16 @@ def render(s_r: np.ndarray, s_i: np.ndarray, psi: np.ndarray, grid: int,
     rot_im = 0.0
     g_a, g_b, g_c, g_w = noise_state[0], noise_state[1], noise_state[2], noise_state[3]
     j = 0
+    g = -1  # current grid interval
+    next_grid = 0  # first sample of the next grid interval (no division per sample)
     for s in range(seg_end.shape[0]):
         amp = seg_amp[s]
         sigma = seg_sigma[s]
         zsnu = seg_zsnu[s]
         while j < seg_end[s]:
-            if j % grid == 0:
-                g = j // grid
+            if j == next_grid:
+                g += 1
+                next_grid += grid
                 step = (psi[g + 1] - psi[g]) / grid
                 ph_re = math.cos(psi[g])
                 ph_im = math.sin(psi[g])

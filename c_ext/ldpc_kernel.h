@@ -157,7 +157,10 @@ ALWAYS int32_t syn_of(const job *jb, int64_t frame, int32_t c) {
     return frame >= 0 && jb->syn[frame * jb->g->m + c] ? SIGN_BIT : 0;
 }
 
-ALWAYS void layered_pass(const ldpc_graph *g, const workspace *ws) {
+/* One layered pass over every scheduled check. Lanes set in `fresh` start a frame: their
+ * stored check-to-variable messages are read as 0 (R is not cleared when a lane is loaded). */
+ALWAYS void layered_pass(const ldpc_graph *g, const workspace *ws, v8i fresh) {
+    const v8i old = ~fresh;
     v8f *T = (v8f *)ws->T, *A = (v8f *)ws->A, *P = (v8f *)ws->P;
     for (int32_t s = 0; s < g->n_sched; ++s) {
         const int64_t b0 = g->sched_ptr[s];
@@ -166,7 +169,7 @@ ALWAYS void layered_pass(const ldpc_graph *g, const workspace *ws) {
         v8f *re = (v8f *)(ws->R + b0 * W);
         v8i sg = *(const v8i *)(ws->csign + (int64_t)s * W);
         for (int64_t j = 0; j < d; ++j) { /* variable-to-check messages */
-            const v8f t = *(const v8f *)(ws->L + (int64_t)vv[j] * W) - re[j];
+            const v8f t = *(const v8f *)(ws->L + (int64_t)vv[j] * W) - (v8f)((v8i)re[j] & old);
             sg ^= (v8i)t;
             T[j] = t;
             A[j] = (v8f)((v8i)t & VI(0x7fffffff));
@@ -231,8 +234,19 @@ static void write_lane(const job *jb, const workspace *ws, int64_t frame, int l,
     jb->iterations[frame] = iters;
 }
 
+/* phi of the first `cnt` floats of buf (NP vectors), written to out[dest[k]]; returns 0. */
+ALWAYS int phi_scatter(v8f *buf, int cnt, const int64_t *dest, float *out) {
+    float *packed = (float *)buf;
+    if (cnt == 0) return 0;
+    for (int k = cnt; k < NP * W; ++k) packed[k] = 1.0f;
+    vphi_array(buf, NP);
+    for (int k = 0; k < cnt; ++k) out[dest[k]] = packed[k];
+    return 0;
+}
+
 /* Start the frames frame[l] in the lanes l of `lanes` (bit l): the same initial state lane by
- * lane as a fresh group, so a frame's trajectory does not depend on when or where it runs. */
+ * lane as a fresh group (R counts as 0 in the lane's first pass: layered_pass's `fresh`), so a
+ * frame's trajectory does not depend on when or where it runs. */
 static void load_lanes(const job *jb, const workspace *ws, const int64_t *frame,
                        uint32_t lanes) {
     const ldpc_graph *g = jb->g;
@@ -244,33 +258,34 @@ static void load_lanes(const job *jb, const workspace *ws, const int64_t *frame,
     for (int32_t a = 0; a < g->n_act; ++a)
         for (int i = 0; i < nl; ++i)
             ws->L[(int64_t)a * W + ln[i]] = llr_of(jb, frame[ln[i]], g->act_var[a]);
-    for (int64_t e = 0; e < g->sched_ptr[g->n_sched]; ++e)
-        for (int i = 0; i < nl; ++i) ws->R[e * W + ln[i]] = 0.0f;
+    /* phi of the folded variables' |LLR|, packed NP * W to a batch (phi works element by
+     * element, so a value's result does not depend on its position or its batch-mates) */
+    v8f buf[NP];
+    float *packed = (float *)buf;
+    int64_t dest[NP * W];
+    int cnt = 0;
     for (int32_t s = 0; s < g->n_sched; ++s) {
         const int32_t c = g->sched_check[s];
         const int32_t f = g->chk_fold[c];
         int32_t *cs = ws->csign + (int64_t)s * W;
-        float *cp = ws->cprior + (int64_t)s * W;
-        if (f < 0) {
-            for (int i = 0; i < nl; ++i) {
-                cs[ln[i]] = ws->S[(int64_t)c * W + ln[i]];
-                cp[ln[i]] = 0.0f;
+        for (int i = 0; i < nl; ++i) {
+            const int l = ln[i];
+            const int32_t sc = ws->S[(int64_t)c * W + l];
+            if (f < 0) {
+                cs[l] = sc;
+                ws->cprior[(int64_t)s * W + l] = 0.0f;
+                continue;
             }
-            continue;
-        }
-        v8f buf[NP] = {VF(PHI_HI)};
-        v8i pb = VI(0);
-        for (int i = 0; i < nl; ++i) {
-            const float x = llr_of(jb, frame[ln[i]], f);
-            memcpy(&pb[ln[i]], &x, sizeof x);
-        }
-        buf[0] = (v8f)(pb & VI(0x7fffffff));
-        vphi_array(buf, 1); /* lane-wise: a lane's value does not depend on the others */
-        for (int i = 0; i < nl; ++i) {
-            cs[ln[i]] = ws->S[(int64_t)c * W + ln[i]] ^ (pb[ln[i]] & SIGN_BIT);
-            cp[ln[i]] = buf[0][ln[i]];
+            const float x = llr_of(jb, frame[l], f);
+            int32_t xb;
+            memcpy(&xb, &x, sizeof xb);
+            cs[l] = sc ^ (xb & SIGN_BIT);
+            packed[cnt] = fabsf(x);
+            dest[cnt++] = (int64_t)s * W + l;
+            if (cnt == NP * W) cnt = phi_scatter(buf, cnt, dest, ws->cprior);
         }
     }
+    phi_scatter(buf, cnt, dest, ws->cprior);
     for (int32_t k = 0; k < g->n_const; ++k) {
         const int32_t c = g->const_check[k];
         const int32_t f = g->chk_fold[c];
@@ -304,7 +319,7 @@ ALWAYS int64_t group_impl(const job *jb, float *work) {
     }
     load_lanes(jb, &ws, frame, 0xffu); /* idle lanes too: defined values */
     int64_t passes = 0;
-    uint32_t test = busy;
+    uint32_t test = busy, fresh = 0xffu; /* fresh: lanes loaded since the last pass */
     while (busy) {
         while (test) { /* retire and refill until every lane holding a frame has been tested */
             const uint32_t ok = test & ~failing_lanes(g, &ws, test);
@@ -326,10 +341,14 @@ ALWAYS int64_t group_impl(const job *jb, float *work) {
             }
             busy = (busy & ~retired) | loaded;
             if (loaded) load_lanes(jb, &ws, frame, loaded);
+            fresh |= loaded;
             test = loaded;
         }
         if (!busy) break;
-        layered_pass(g, &ws);
+        v8i fresh_lanes;
+        for (int l = 0; l < W; ++l) fresh_lanes[l] = -(int32_t)(fresh >> l & 1u);
+        layered_pass(g, &ws, fresh_lanes);
+        fresh = 0;
         ++passes;
         for (int l = 0; l < W; ++l) count[l] += (int32_t)(busy >> l & 1u);
         test = busy;

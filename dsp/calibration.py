@@ -33,8 +33,9 @@ import numpy as np
 
 from dsp.chain import Chain, check_iq
 
+PILOT_SHIFT_PER_ROOT_SAMPLE = 0.002 / np.sqrt(5.25e6)  # cycles per sample (Calibration)
 PSD_NFFT = 2048  # Welch segment: 0.24 MHz bins at 500 MS/s
-PSD_MAX_SAMPLES = 1 << 21  # the PSD only scales small corrections: 2 M samples are plenty
+PSD_MAX_SAMPLES = 1 << 20  # the PSD only scales small corrections: 1 M samples are plenty
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,18 @@ def record_psd(iq: np.ndarray, nfft: int = PSD_NFFT, max_samples: int = PSD_MAX_
     return acc / nseg
 
 
-def filter_power_response(table: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-    """|P(nu)|^2 of the matched filter at frequencies `freqs` (cycles per sample), averaged
-    over the table's fractional-delay rows (the last row repeats the first, shifted)."""
-    rows = table[:-1]
-    nfft = 1 << int(np.ceil(np.log2(2 * rows.shape[1])))
-    acf = np.fft.irfft(np.mean(np.abs(np.fft.rfft(rows, nfft, axis=1)) ** 2, axis=0), nfft)
-    lags = np.arange(1, rows.shape[1])
-    return acf[0] + 2 * np.cos(2 * np.pi * np.outer(freqs, lags)) @ acf[lags]
+def filter_power_response(table: np.ndarray, shift: float, nfft: int) -> np.ndarray:
+    """|P(k / nfft + shift)|^2, k = 0..nfft-1, of the matched filter (frequencies in cycles per
+    sample), averaged over the table's fractional-delay rows (every 16th; the last row repeats
+    the first, shifted): the rows' mean autocorrelation, modulated by the shift, then one FFT."""
+    rows = table[:-1:16]
+    taps = rows.shape[1]
+    m = 1 << int(np.ceil(np.log2(2 * taps)))
+    acf = np.fft.irfft(np.mean(np.abs(np.fft.rfft(rows, m, axis=1)) ** 2, axis=0), m)
+    lags = np.arange(-(taps - 1), taps)
+    g = np.zeros(nfft, dtype=np.complex128)
+    g[lags % nfft] = acf[lags % m] * np.exp(-2j * np.pi * shift * lags)
+    return np.fft.fft(g).real
 
 
 def chain_gain(psd: np.ndarray, chain: Chain) -> float:
@@ -114,7 +119,7 @@ def chain_gain(psd: np.ndarray, chain: Chain) -> float:
     a = chain.a
     h = (1 - a) ** 2 / (1 + a * a - 2 * a * np.cos(2 * np.pi * (f - chain.f1)))
     f_c = chain.cw * chain.track.ratio / (2 * np.pi)  # carrier shift, cycles per Bob sample
-    p2 = filter_power_response(chain.table, f - chain.f1 + f_c)
+    p2 = filter_power_response(chain.table, f_c - chain.f1, psd.size)
     return float(np.sum(psd * (1 - h) ** 2 * p2))
 
 
@@ -138,18 +143,22 @@ class Calibration:
     relative change of both variances from the reference is within `tolerance` and its pilot
     frequency within `max_pilot_shift` (cycles per sample) of the reference's: a shift moves
     the band over other samples' spectrum, and the carried value then departs from the direct
-    pass by that spectrum's own fluctuation (measured on 5.3 M-sample model records: 4e-5 of N0
-    at 0.002, 1.5e-4 at 0.01 cycles per sample; smoother changes carry within 1e-6).
-    Thread-safe."""
+    pass by that spectrum's own fluctuation, proportional to the shift over sqrt(samples)
+    (measured on 5.3 M-sample model records: 4e-5 of N0 at 0.002, 1.5e-4 at 0.01 cycles per
+    sample; smoother changes carry within 1e-6). The default max_pilot_shift,
+    PILOT_SHIFT_PER_ROOT_SAMPLE sqrt(n), keeps that near 4e-5: 0.002 (1 MHz at 500 MS/s) for
+    5.3 M samples. Thread-safe."""
 
     def __init__(self, shot_iq: np.ndarray, elec_iq: np.ndarray | None = None,
-                 tolerance: float = 2e-3, max_pilot_shift: float = 0.002, *,
+                 tolerance: float = 2e-3, max_pilot_shift: float | None = None, *,
                  copy: bool = True) -> None:
         """copy=False keeps writeable records as they are: only for a calibration used once
         and dropped (the receiver's own, when it is given the arrays)."""
         self._records = tuple(None if r is None else _frozen(r, name, copy) for r, name in
                               ((shot_iq, "shot-noise capture"),
                                (elec_iq, "electronic-noise capture")))
+        if max_pilot_shift is None:
+            max_pilot_shift = PILOT_SHIFT_PER_ROOT_SAMPLE * np.sqrt(self.shot.shape[0])
         if not (tolerance >= 0 and max_pilot_shift >= 0):
             raise ValueError("tolerance and max_pilot_shift must be >= 0")
         self.tolerance, self.max_pilot_shift = float(tolerance), float(max_pilot_shift)

@@ -53,10 +53,10 @@ def _sim(path, seed, lo_offset_hz, ppm):
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    """Two model frames (drifting LO, 20 ppm clock): the second's LO 0.5 MHz and its clock
+    """Two model frames (drifting LO, 20 ppm clock): the second's LO 0.2 MHz and its clock
     0.3 ppm away from the first's, as between frames of one calibration period."""
     d = tmp_path_factory.mktemp("cal")
-    return _sim(d / "a", 31, 50e6, 20.0), _sim(d / "b", 32, 50.5e6, 20.3)
+    return _sim(d / "a", 31, 50e6, 20.0), _sim(d / "b", 32, 50.2e6, 20.3)
 
 
 def _rx(fr, **kw):

@@ -274,3 +274,21 @@ def disclosed_sums(v: np.ndarray, n0: int, pos: np.ndarray, table: np.ndarray, y
         counts[b] += 1
         yy[b] += y[k].real * y[k].real + y[k].imag * y[k].imag
         xx[b] += xc[k].real * xc[k].real + xc[k].imag * xc[k].imag
+
+
+@nb.njit(cache=True, nogil=True)
+def shifted_block_means(x: np.ndarray, f: float, avg: int, out: np.ndarray) -> None:
+    """out[m] = mean of x[n] exp(-j 2 pi f n) over n in [m avg, (m + 1) avg) (phasor
+    recurrence, exact every 4096 samples)."""
+    tw = -2.0 * np.pi * f
+    step = complex(np.cos(tw), np.sin(tw))
+    rot = 0j
+    for m in range(out.size):
+        acc = 0j
+        for n in range(m * avg, (m + 1) * avg):
+            if (n & 4095) == 0 or n == m * avg:
+                ph = -2.0 * np.pi * ((f * n) % 1.0)
+                rot = complex(np.cos(ph), np.sin(ph))
+            acc += x[n] * rot
+            rot *= step
+        out[m] = acc / avg

@@ -14,8 +14,12 @@ response). The causal Kalman filter (a PLL) has error sqrt(q r): twice as much.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+import scipy.fft
+
+from dsp import kernels
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,13 @@ def _peak(spec: np.ndarray, lo: int, hi: int) -> tuple[int, float]:
     return int(k), float(off)
 
 
+@lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    w = np.hanning(n)
+    w.flags.writeable = False
+    return w
+
+
 def coarse_frequencies(x: np.ndarray, nu1: float, nu2: float, max_offset: float,
                        max_ppm: float) -> tuple[float, float, float]:
     """Find the two pilots in a block of complex samples (frequencies in cycles/sample).
@@ -51,7 +62,8 @@ def coarse_frequencies(x: np.ndarray, nu1: float, nu2: float, max_offset: float,
     log periodogram.
     """
     n = x.size
-    spec = np.abs(np.fft.fft(x * np.hanning(n))) ** 2 + 1e-300
+    z = scipy.fft.fft(x * _hann(n))
+    spec = z.real * z.real + z.imag * z.imag + 1e-300
     def band(centre: float, half: float) -> tuple[int, int]:
         return int(np.floor((centre - half) * n)), int(np.ceil((centre + half) * n)) + 1
     k1, o1 = _peak(spec, *band(nu1, max_offset))
@@ -80,9 +92,8 @@ def phase_statistics(x: np.ndarray, f1: float, avg: int = 16) -> tuple[float, fl
     D(L) = var(phi[m+L] - phi[m]) = q avg L + 2 r_b is fitted over lags L = 4..64 blocks in
     each of 8 segments, and the median slope taken.
     """
-    n = (x.size // avg) * avg
-    u = x[:n] * np.exp(-2j * np.pi * f1 * np.arange(n))
-    pb = u.reshape(-1, avg).mean(axis=1)
+    pb = np.empty(x.size // avg, dtype=np.complex128)
+    kernels.shifted_block_means(np.ascontiguousarray(x, dtype=np.complex128), f1, avg, pb)
     # keep the longest run of blocks where the pilot is on (a one-shot player starts after the
     # capture, so the first samples may be noise only, whose phase is not the pilot's; a fault
     # may darken or saturate a stretch)

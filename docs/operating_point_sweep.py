@@ -58,7 +58,7 @@ def run_point(args: argparse.Namespace, beta: float, rng: np.random.Generator) -
         wall += time.perf_counter() - w0
         ok = res.converged & np.all(res.bits == words, axis=1)
         iters += [int(it) if good else -1 for it, good in zip(res.iterations, ok, strict=True)]
-        group_passes += int(res.iterations.max())
+        group_passes += res.group_passes
         undetected += int(np.sum(res.converged & ~ok))
     errors = sum(1 for i in iters if i < 0)
     point = {

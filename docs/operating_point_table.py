@@ -8,7 +8,10 @@ each (code, beta, cap):
 - errors at the cap, mean passes of the codewords that decoded;
 - the expected passes of a group of 8 codewords, E[max of 8 draws] of min(passes, cap) (failures
   count c) from the empirical distribution, which with the decoder's scheduled edges per real
-  gives the CPU per real (reconcile.operating_point.MeasuredPoint.ns_per_real).
+  gives the CPU per real (reconcile.operating_point.MeasuredPoint.ns_per_real);
+- for lane refill (a group given more than 8 codewords): the mean passes per codeword and the
+  expected group passes * 8 / n for n = 8, 16, 32, 64 codewords per group (seeded Monte Carlo
+  of the decoder's list scheduling, `operating_point.refill_group_passes`).
 
     .venv/bin/python docs/operating_point_table.py docs/fer/op_*.json \
         --caps 50,75,100,150,200,300 --out reconcile/data/operating_points.json
@@ -22,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from reconcile.operating_point import NS_PER_EDGE_PASS, expected_group_max
+from reconcile.operating_point import (
+    NS_PER_EDGE_PASS,
+    REFILL_SIZES,
+    expected_group_max,
+    refill_group_passes,
+)
 
 
 def rows_of(runs: list[dict], caps: list[int]) -> list[dict]:
@@ -50,6 +58,9 @@ def rows_of(runs: list[dict], caps: list[int]) -> list[dict]:
                 "mean_iterations": round(float(iters[ok].mean()), 2) if ok.any() else float(cap),
                 "group_passes": round(expected_group_max(passes), 2),
                 "edges_per_real": round(p["scheduled_edges"] / n_tx, 5),
+                "mean_passes": round(float(passes.mean()), 2),
+                "refill_passes": [round(expected_group_max(passes), 2)] + [
+                    round(refill_group_passes(passes, w) * 8 / w, 2) for w in REFILL_SIZES[1:]],
             })
     return out
 

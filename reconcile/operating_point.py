@@ -19,10 +19,14 @@ model, beta (1 - FER) within the CPU budget), among rows that apply:
 - decoding CPU within the budget, frame error rate's 95 % upper bound within `fer_max`.
 
 The FER used is the one-sided 95 % Clopper-Pearson upper bound of the measured count, so a
-point measured on few codewords is not preferred for luck. CPU: the C decoder runs codewords in
-groups of 8 (one SIMD vector) and a group runs until its slowest member stops (a failing
-codeword costs the full cap), so the cost per real is
-NS_PER_EDGE_PASS * (scheduled edges / n_tx) * E[passes of a group of 8] / (groups' fill).
+point measured on few codewords is not preferred for luck. CPU: the C decoder runs one group of
+8 lanes (one SIMD vector) per thread, and a pass costs the same however many lanes hold a
+codeword; a lane whose codeword stops takes the next one of the call (lane refill), so a group
+given n codewords runs about n * mean passes / 8 plus a tail (its last codewords' stragglers; a
+failing codeword costs the full cap). The cost per real is
+NS_PER_EDGE_PASS * (scheduled edges / n_tx) * (group passes * 8 / n), with the expected group
+passes per codeword measured for n = 8 (E[max of 8]), 16, 32 and 64 codewords per group
+(`MeasuredPoint.passes_per_codeword`).
 """
 
 from __future__ import annotations
@@ -42,15 +46,21 @@ from reconcile.met_design import capacity_awgn
 
 DATA_FILE = "operating_points.json"
 LANES = 8  # codewords per decoder group (reconcile.ldpc_decoder.LANES)
-# Decoder CPU per scheduled edge per layered pass per codeword, ns (AVX2+FMA path, this 2-core
-# VM under load 2-6; docs/performance.md). Scales every row's cost alike.
-NS_PER_EDGE_PASS = 3.8
+# Decoder CPU per scheduled edge per layered pass per codeword (lane), ns: the decoder of
+# 2026-11-26 21:15 (avx512 path, cheaper phi, lane refill) at the 25 km operating point, this
+# 2-core VM at load ~2.4 (docs/performance.md; 3.8 before, when the sweeps were run: the
+# table's iteration counts still hold, the new decoder gives the same ones). Scales every
+# row's cost alike.
+NS_PER_EDGE_PASS = 2.5
 # CPU of everything else per real of key data (DSP, model, MDR, hashing), ns: an estimate from
 # the 25 km link's 6.6e5 symbols/s on 2 cores (at most 1.5 us of CPU per real, ~0.35 us of it
 # decoding; docs/performance.md). Only the ranking of points with different decoding costs
 # depends on it; pass the link's own figure.
 OTHER_NS_PER_REAL = 1000.0
 MAX_FRAMES_PER_BATCH = 8
+# Codewords per decoder group at which the refill passes were measured (MeasuredPoint.
+# refill_passes); beyond the last, more codewords per call only thin out the tail.
+REFILL_SIZES = (8, 16, 32, 64)
 # A point may run at most this much above the measured beta (n moves in steps of base_n bits,
 # i.e. beta in steps of rate * base_n / (n_tx C), 0.1-1.4 % for these lengths).
 BETA_SLACK = 0.0005
@@ -71,6 +81,9 @@ class MeasuredPoint:
     mean_iterations: float  # of the codewords that decoded
     group_passes: float  # expected layered passes of a full group of 8 (max over its lanes)
     edges_per_real: float  # decoder's scheduled edges / n_tx
+    mean_passes: float  # mean passes per codeword (failures count the cap): refill's limit
+    # expected group passes * 8 / n for n = REFILL_SIZES codewords per group (lane refill)
+    refill_passes: tuple[float, ...]
 
     @property
     def fer(self) -> float:
@@ -83,8 +96,28 @@ class MeasuredPoint:
 
     @property
     def ns_per_real(self) -> float:
-        """Decoding CPU per transmitted real with full groups of 8, ns."""
-        return NS_PER_EDGE_PASS * self.edges_per_real * self.group_passes
+        """Decoding CPU per transmitted real with 8 codewords per group, ns."""
+        return self.ns_per_real_at(LANES)
+
+    def ns_per_real_at(self, words: float) -> float:
+        """Decoding CPU per transmitted real with `words` codewords per group, ns."""
+        return NS_PER_EDGE_PASS * self.edges_per_real * self.passes_per_codeword(words)
+
+    def passes_per_codeword(self, words: float) -> float:
+        """Expected passes of one 8-lane group per codeword it decodes (group passes * 8 /
+        words) when it is given `words` codewords: up to 8, the group runs as long as its
+        slowest member (E[max of 8], the unfilled lanes counted); from 8 to 64, interpolated
+        in 1/words between the measured sizes; beyond, the tail of 64 thinned out."""
+        if not words > 0:
+            raise ValueError(f"words must be > 0, got {words}")
+        sizes, vals = REFILL_SIZES, self.refill_passes
+        if words <= sizes[0]:
+            return self.group_passes * LANES / words
+        if words >= sizes[-1]:
+            return self.mean_passes + (vals[-1] - self.mean_passes) * sizes[-1] / words
+        i = next(k for k in range(1, len(sizes)) if words <= sizes[k])
+        t = (1 / words - 1 / sizes[i - 1]) / (1 / sizes[i] - 1 / sizes[i - 1])
+        return vals[i - 1] + t * (vals[i] - vals[i - 1])
 
 
 @dataclass(frozen=True)
@@ -97,12 +130,12 @@ class OperatingPoint:
     n_tx: int  # reals per codeword (quantum-carried bits)
     punctured: int  # n - n_tx
     codewords_per_frame: int
-    frames_per_batch: int  # decode this many frames' codewords together to fill groups of 8
+    frames_per_batch: int  # decode this many frames' codewords in one call (lane refill)
     beta: float  # efficiency R' / C(snr) of the adapted code at the requested SNR
     max_iter: int
     fer: float  # measured
     fer_upper: float  # 95 % upper bound
-    decode_ns_per_real: float  # CPU, including unfilled group lanes
+    decode_ns_per_real: float  # CPU with frames_per_batch frames per call, decoder_threads
     source: MeasuredPoint
     used_fraction: float = 1.0  # share of the frame's reals the codewords carry (planned SNR)
 
@@ -126,6 +159,23 @@ def expected_group_max(passes: np.ndarray, group: int = LANES) -> float:
         raise ValueError("passes must be a non-empty 1-d array")
     k = np.arange(1, v.size + 1) / v.size
     return float(np.dot(v, k**group - (k - 1.0 / v.size) ** group))
+
+
+def refill_group_passes(passes: np.ndarray, words: int, trials: int = 4000,
+                        seed: int = 0) -> float:
+    """E[passes of one group of 8 lanes decoding `words` codewords] with lane refill, the
+    codewords' passes drawn from the empirical distribution `passes`: each codeword goes to
+    the lane that frees first (list scheduling, as the decoder does). Seeded Monte Carlo."""
+    v = np.asarray(passes, float)
+    if v.ndim != 1 or v.size == 0 or words < 1:
+        raise ValueError("passes must be a non-empty 1-d array and words >= 1")
+    draws = np.random.default_rng(seed).choice(v, (trials, words))
+    free = np.zeros((trials, LANES))
+    rows = np.arange(trials)
+    for j in range(words):
+        lane = np.argmin(free, axis=1)
+        free[rows, lane] += draws[:, j]
+    return float(free.max(axis=1).mean())
 
 
 def fer_upper_bound(errors: int, frames: int, confidence: float = 0.95) -> float:
@@ -168,21 +218,27 @@ def adapted_code(mother: str, n_tx: int, rate: float, d: int = 8) -> rate_adapt.
 
 
 def frames_per_batch(codewords_per_frame: int, max_frames: int = MAX_FRAMES_PER_BATCH) -> int:
-    """Fewest frames (<= max_frames) whose codewords fill groups of 8 to at least 15/16."""
-    for f in range(1, max_frames + 1):
-        words = f * codewords_per_frame
-        if words / (LANES * math.ceil(words / LANES)) >= 15 / 16:
-            return f
-    return max_frames
+    """Frames per decoder call: with lane refill every extra codeword per call thins out the
+    group's tail, so as many as the caller allows (max_frames, its latency and memory bound),
+    but no more than reach REFILL_SIZES[-1] = 64 codewords (the tail is then ~5 % of the
+    cost)."""
+    if codewords_per_frame < 1 or max_frames < 1:
+        raise ValueError("codewords_per_frame and max_frames must be >= 1")
+    return min(max_frames, math.ceil(REFILL_SIZES[-1] / codewords_per_frame))
 
 
 def candidates(snr: float, reals_per_frame: int, d: int = 8,
-               max_frames_per_batch: int = MAX_FRAMES_PER_BATCH) -> list[OperatingPoint]:
-    """Every measured row that applies at this SNR and frame size (see the module docstring);
-    a decoder that takes one frame's codewords per call passes max_frames_per_batch=1 (the
-    cost then counts the group lanes that frame leaves empty)."""
+               max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
+               decoder_threads: int = 1) -> list[OperatingPoint]:
+    """Every measured row that applies at this SNR and frame size (see the module docstring).
+    The cost assumes `frames_per_batch` frames' codewords per decoder call (at most
+    max_frames_per_batch; a decoder that takes one frame per call passes 1) shared by
+    `decoder_threads` groups of 8 (the decoder's `threads`: each thread is one group, so 2
+    threads on 16 codewords are 2 groups of 8 without refill)."""
     if max_frames_per_batch < 1:
         raise ValueError(f"max_frames_per_batch must be >= 1, got {max_frames_per_batch}")
+    if decoder_threads < 1:
+        raise ValueError(f"decoder_threads must be >= 1, got {decoder_threads}")
     if not snr > 0:
         raise ValueError(f"snr must be > 0, got {snr}")
     if reals_per_frame < d:
@@ -205,7 +261,7 @@ def candidates(snr: float, reals_per_frame: int, d: int = 8,
             continue
         fpb = frames_per_batch(per_frame, max_frames_per_batch)
         words = fpb * per_frame
-        fill = words / (LANES * math.ceil(words / LANES))
+        groups = min(decoder_threads, math.ceil(words / LANES))
         c = capacity_awgn(snr)
         # (a) every real of the frame carried; beta falls below the row's by the step of n.
         # (b) the next length at the row's beta: fewer reals per codeword, the rest unused.
@@ -221,7 +277,8 @@ def candidates(snr: float, reals_per_frame: int, d: int = 8,
                 mother=row.mother, n=n_o, n_tx=n_tx_o, punctured=n_o - n_tx_o,
                 codewords_per_frame=per_frame, frames_per_batch=fpb,
                 beta=k / n_tx_o / c, max_iter=row.max_iter, fer=row.fer,
-                fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real / fill, source=row,
+                fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real_at(words / groups),
+                source=row,
                 used_fraction=per_frame * n_tx_o / reals_per_frame,
             ))
     return out
@@ -237,6 +294,7 @@ def choose(
     fer_max: float = 0.25,
     d: int = 8,
     max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
+    decoder_threads: int = 1,
 ) -> OperatingPoint:
     """The operating point with the most secret bits per second of processing.
 
@@ -251,14 +309,14 @@ def choose(
     The key rate counts only the share of the frame the codewords carry (`used_fraction`).
     Points where key_rate <= 0 rank below every point with a key, among themselves by
     beta (1 - fer_upper) per CPU second.
-    max_frames_per_batch: frames whose codewords the caller decodes in one call (see
-    `candidates`).
+    max_frames_per_batch, decoder_threads: at most how many frames' codewords the caller
+    decodes in one call, and with how many decoder threads (see `candidates`).
     Raises ValueError if no measured point applies (SNR outside the measured range, frames
     too short, or budget too small).
     """
     if not cpu_ns_per_real > 0:
         raise ValueError(f"cpu_ns_per_real must be > 0, got {cpu_ns_per_real}")
-    pool = [c for c in candidates(snr, reals_per_frame, d, max_frames_per_batch)
+    pool = [c for c in candidates(snr, reals_per_frame, d, max_frames_per_batch, decoder_threads)
             if c.decode_ns_per_real <= cpu_ns_per_real and c.fer_upper <= fer_max]
     if not pool:
         raise ValueError(

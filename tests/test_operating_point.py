@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -40,15 +41,72 @@ def test_expected_group_max_against_simulation() -> None:
     assert operating_point.expected_group_max(np.array([1, 2]), group=1) == pytest.approx(1.5)
 
 
-def test_frames_per_batch_is_the_smallest_that_fills_the_groups() -> None:
+def test_frames_per_batch_is_the_callers_bound_up_to_64_codewords() -> None:
     for c in range(1, 40):
-        f = operating_point.frames_per_batch(c)
-        fill = [w / (8 * math.ceil(w / 8)) for w in (g * c for g in range(1, 9))]
-        good = [g + 1 for g, x in enumerate(fill) if x >= 15 / 16]
-        assert f == (good[0] if good else 8)
-    assert operating_point.frames_per_batch(2) == 4
-    assert operating_point.frames_per_batch(8) == 1
-    assert operating_point.frames_per_batch(31) == 1
+        for cap in (1, 2, 4, 8, 100):
+            f = operating_point.frames_per_batch(c, cap)
+            assert 1 <= f <= cap
+            assert f == cap or (f * c >= 64 and (f - 1) * c < 64)
+    assert operating_point.frames_per_batch(2) == 8
+    assert operating_point.frames_per_batch(8) == 8
+    assert operating_point.frames_per_batch(8, 2) == 2
+    assert operating_point.frames_per_batch(31) == 3
+    with pytest.raises(ValueError):
+        operating_point.frames_per_batch(0)
+
+
+def test_refill_group_passes_follows_list_scheduling() -> None:
+    # equal codewords: ceil(words / 8) rounds of the same length, exactly
+    for words in (1, 8, 9, 12, 16, 17, 64):
+        assert operating_point.refill_group_passes(np.array([10.0]), words) == \
+            10.0 * math.ceil(words / 8)
+    # 8 codewords: one of each lane, the group's passes are the largest draw
+    rng = np.random.default_rng(5)
+    passes = rng.integers(10, 100, 64)
+    mc = operating_point.refill_group_passes(passes, 8, trials=100_000, seed=1)
+    assert mc == pytest.approx(operating_point.expected_group_max(passes), rel=0.01)
+    # many codewords: the group's passes per codeword tend to the mean (the tail thins out)
+    per_word = [operating_point.refill_group_passes(passes, w) * 8 / w for w in (8, 16, 64, 256)]
+    assert all(a > b for a, b in itertools.pairwise(per_word))
+    assert per_word[-1] == pytest.approx(passes.mean(), rel=0.05)
+
+
+def test_passes_per_codeword_interpolates_the_measured_refill() -> None:
+    for r in operating_point.measured_points():
+        assert len(r.refill_passes) == len(operating_point.REFILL_SIZES)
+        assert r.refill_passes[0] == r.group_passes
+        assert r.mean_passes <= r.refill_passes[-1] + 1e-9
+        assert r.mean_iterations <= r.mean_passes + 1e-9 or r.errors > 0
+        for w, v in zip(operating_point.REFILL_SIZES, r.refill_passes, strict=True):
+            assert r.passes_per_codeword(w) == pytest.approx(v)
+        assert r.passes_per_codeword(4) == pytest.approx(2 * r.group_passes)
+        grid = [4, 8, 12, 16, 24, 32, 48, 64, 128, 1e6]
+        ppc = [r.passes_per_codeword(w) for w in grid]
+        assert all(a >= b - 0.05 for a, b in itertools.pairwise(ppc))  # MC noise
+        assert ppc[-1] == pytest.approx(r.mean_passes, abs=0.01)
+        assert r.ns_per_real == pytest.approx(
+            operating_point.NS_PER_EDGE_PASS * r.edges_per_real * r.group_passes)
+
+
+def test_cost_counts_codewords_per_group() -> None:
+    """Two frames of 8 codewords per call: one thread refills its group (cheaper per real
+    than one frame per call); two threads are two groups of 8, as with one frame."""
+    one = operating_point.candidates(LINK_SNR, LINK_REALS, max_frames_per_batch=1)
+    two = operating_point.candidates(LINK_SNR, LINK_REALS, max_frames_per_batch=2)
+    two_t = operating_point.candidates(LINK_SNR, LINK_REALS, max_frames_per_batch=2,
+                                       decoder_threads=2)
+    for a, b, c in zip(one, two, two_t, strict=True):
+        assert (a.n, a.n_tx, a.max_iter) == (b.n, b.n_tx, b.max_iter) == (c.n, c.n_tx, c.max_iter)
+        words = 2 * a.codewords_per_frame
+        assert b.frames_per_batch == 2
+        assert b.decode_ns_per_real == pytest.approx(a.source.ns_per_real_at(words))
+        assert c.decode_ns_per_real == pytest.approx(
+            a.source.ns_per_real_at(words / min(2, math.ceil(words / 8))))
+        assert b.decode_ns_per_real <= a.decode_ns_per_real + 1e-9
+        if a.codewords_per_frame == 8:
+            assert c.decode_ns_per_real == pytest.approx(a.decode_ns_per_real)
+            if a.source.refill_passes[1] < a.source.group_passes:  # not all at the cap
+                assert b.decode_ns_per_real < a.decode_ns_per_real
 
 
 def test_adapted_code_sends_n_tx_reals_at_the_requested_rate() -> None:

@@ -37,15 +37,16 @@ ALWAYS v8f vclamp(v8f x) { return vclamp_hi(vsel(vle(x, VF(PHI_LO)), VF(PHI_LO),
 
 #define MAGIC 12582912.0f /* 1.5 * 2^23: x + MAGIC rounds x to an integer held in the low bits */
 
-/* phi(x) = -ln tanh(x/2) for x in [PHI_LO, PHI_HI], on NP independent vectors at once: the
- * statements of the NP evaluations are interleaved so that the out-of-order core overlaps
- * their long dependency chains (one evaluation alone is latency-bound). */
+/* phi(x) = -ln tanh(x/2) for x in [PHI_LO, PHI_HI], on n <= NP independent vectors at once
+ * (n a compile-time constant at each call): the statements of the n evaluations are interleaved
+ * so that the out-of-order core overlaps their long dependency chains (one evaluation alone is
+ * latency-bound). */
 #define NP 4
 #define EACH(stmt)                                                                             \
-    for (int i = 0; i < NP; ++i) {                                                             \
+    for (int i = 0; i < n; ++i) {                                                              \
         stmt;                                                                                  \
     }
-ALWAYS void vphi_n(v8f *x) {
+ALWAYS void vphi_n(v8f *x, const int n) {
     v8f kr[NP], kf[NP], r[NP], p[NP], tk[NP], u[NP], w[NP], nn[NP], d1[NP], s[NP], e[NP];
     v8f s2[NP], q[NP];
     v8i db[NP], sm[NP];
@@ -76,19 +77,29 @@ ALWAYS void vphi_n(v8f *x) {
     EACH(x[i] = e[i] * VF(0.693147181f) + s[i] * q[i])
 }
 
+/* phi of `count` vectors in place (NP at a time, the remainder together: no padding). */
+ALWAYS void vphi_run(v8f *buf, int64_t count) {
+    int64_t j = 0;
+    for (; j + NP <= count; j += NP) vphi_n(buf + j, NP);
+    switch (count - j) {
+    case 1: vphi_n(buf + j, 1); break;
+    case 2: vphi_n(buf + j, 2); break;
+    case 3: vphi_n(buf + j, 3); break;
+    default: break;
+    }
+}
+
 /* phi of `count` vectors in place, arguments clamped first. */
 ALWAYS void vphi_array(v8f *buf, int64_t count) {
     for (int64_t j = 0; j < count; ++j) buf[j] = vclamp(buf[j]);
-    for (int64_t j = count; j % NP; ++j) buf[j] = VF(1.0f);
-    for (int64_t j = 0; j < count; j += NP) vphi_n(buf + j);
+    vphi_run(buf, count);
 }
 
 /* The same for arguments known to be >= PHI_LO (sums of phi values, each >= phi(PHI_HI) ~
  * PHI_LO): only the upper end is clamped. */
 ALWAYS void vphi_array_sums(v8f *buf, int64_t count) {
     for (int64_t j = 0; j < count; ++j) buf[j] = vclamp_hi(buf[j]);
-    for (int64_t j = count; j % NP; ++j) buf[j] = VF(1.0f);
-    for (int64_t j = 0; j < count; j += NP) vphi_n(buf + j);
+    vphi_run(buf, count);
 }
 
 ALWAYS uint32_t lane_mask(v8i v) {

@@ -113,15 +113,16 @@ def _ref_frame(cfg: TxConfig, n_data: int, symbols: np.ndarray) -> dict:
 
 
 def test_gaussians_bit_identical_to_whole_array_box_muller(monkeypatch):
-    for n, stream in ((1, 0), (777, 5), (40_000, 2**90 + 3)):
+    for n, stream in ((1, 0), (777, 5), (40_000, 2**90 + 3), (2 * 8192 + 5, 1)):
         want = _ref_gaussians(KEY, stream, n, 2.5)
         got = cg.gaussian_symbols(KEY, stream, n, 2.5)
         assert got.dtype == np.complex128 and np.array_equal(got.view(np.uint64),
                                                              want.view(np.uint64))
     monkeypatch.setattr(cg, "_CHUNK_SYMBOLS", 96)  # many chunks, a partial last one
-    want = _ref_gaussians(KEY, 9, 1000, 4.0)
-    assert np.array_equal(cg.gaussian_symbols(KEY, 9, 1000, 4.0).view(np.uint64),
-                          want.view(np.uint64))
+    for n in (1000, 1003):
+        want = _ref_gaussians(KEY, 9, n, 4.0)
+        assert np.array_equal(cg.gaussian_symbols(KEY, 9, n, 4.0).view(np.uint64),
+                              want.view(np.uint64))
     assert cg.gaussian_symbols(KEY, 9, 0, 4.0).shape == (0,)
 
 

@@ -32,6 +32,7 @@ from controller.link_protocol import (
     decoder_iterations,
     estimate_moments,
     key_reals,
+    mother_code,
     pe_indices,
     verify_keys_needed,
 )
@@ -40,7 +41,7 @@ from controller.link_report import StageTimer
 from dsp.layout import edge_layout
 from dsp.transmitter import TxConfig, build_frame
 from reconcile import mdr, rate_adapt
-from reconcile.ldpc_decoder import DecodeResult, decoder_for
+from reconcile.ldpc_decoder import Decoder, DecodeResult, decoder_for
 from reconcile.rate_adapt import Adaptation
 
 # Decoder threads: each takes groups of 8 codewords (one SIMD vector); the results do not
@@ -255,9 +256,21 @@ def _decode_job(ctx: EndContext, ad: Adaptation, x: np.ndarray, alpha: np.ndarra
             t = mdr.alice_llr(x[s], alpha[s], norms[i * carried // d:(i + 1) * carried // d],
                               d, sigma2)
             llr[i] = rate_adapt.alice_llr(ad, t)
-        return decoder_for(code).decode(llr, syndrome, iters, DECODER_THREADS)
+        return _decoder(ctx, ad).decode(llr, syndrome, iters, DECODER_THREADS)
 
     return job
+
+
+def _decoder(ctx: EndContext, ad: Adaptation) -> Decoder:
+    """The decoder of the frame's adaptation. The adaptation is in the LLRs (0 at punctured,
+    +inf at shortened positions: `rate_adapt.alice_llr`), so when it adapts the session's mother
+    code (the same graph), the mother code's decoder, built once per session, decodes it with
+    the same decisions (tests/test_link_protocol.py) and saves building a decoder per frame
+    (~0.1 s of a 242 000-bit code's graph preparation)."""
+    mother = mother_code(ctx.cfg)
+    if ad.code.var_idx is mother.var_idx and ad.code.check_ptr is mother.check_ptr:
+        return decoder_for(mother)
+    return decoder_for(ad.code)
 
 
 async def _send_verify(ctx: EndContext, dec: Decoding) -> None:

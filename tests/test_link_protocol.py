@@ -191,3 +191,50 @@ def test_reconciliation_mode_from_the_command_line() -> None:
     assert point.n > 16000 and decoder_iterations(auto) == point.max_iter
     far = build_config(p.parse_args(["--distance-km", "60"]))  # SNR ~0.1: not measured
     assert reconciliation_point(far) is None
+
+
+@pytest.mark.parametrize("snr", [0.42, 0.36])  # punctured, shortened
+def test_alice_decodes_adaptations_with_the_mother_codes_decoder(snr: float) -> None:
+    """Alice decodes every frame's adaptation with the session's mother-code decoder (the
+    adaptation is in the LLRs): the same decisions as a decoder built for the adapted code,
+    and another graph still gets its own decoder."""
+    from types import SimpleNamespace
+
+    from controller.link_alice import _decoder
+    from controller.link_protocol import mother_code
+    from reconcile import mdr, met_codes, rate_adapt
+    from reconcile.ldpc_decoder import Decoder, decoder_for
+
+    cfg = config_from_dict({"protocol": {"reconciliation": "fixed", "beta_target": 0.85,
+                                         "code_n": 16_000}})
+    mother = mother_code(cfg)
+    ad = rate_adapt.for_snr(mother, snr * 0.99, 0.85)
+    assert (ad.punctured > 0) == (snr > 0.4) and (ad.shortened > 0) == (snr < 0.4)
+    dec = _decoder(SimpleNamespace(cfg=cfg), ad)
+    assert dec is decoder_for(mother)
+    other = rate_adapt.for_snr(met_codes.get_code("met_r0.10", 16_000), 0.2, 0.85)
+    assert _decoder(SimpleNamespace(cfg=cfg), other) is decoder_for(other.code)
+
+    rng = np.random.default_rng(7)
+    carried, n_cw = ad.transmitted.size, 8
+    x = rng.normal(size=carried * n_cw) * math.sqrt(snr)
+    y = x + rng.normal(size=x.size)
+    llr = np.empty((n_cw, mother.n), np.float32)
+    words = np.empty((n_cw, mother.n), np.uint8)
+    for i in range(n_cw):
+        s = slice(i * carried, (i + 1) * carried)
+        words[i] = rate_adapt.bob_word(ad, rng.integers(0, 2, mother.n - ad.shortened,
+                                                        dtype=np.uint8))
+        alpha, norms = mdr.bob_encode(y[s], words[i, ad.transmitted], 8)
+        llr[i] = rate_adapt.alice_llr(ad, mdr.alice_llr(x[s], alpha, norms, 8, 1.0))
+    syndrome = ad.code.syndrome(words)
+    got = dec.decode(llr, syndrome, 100)
+    ref = Decoder(ad.code).decode(llr, syndrome, 100)
+    free = np.ones(mother.n, bool)
+    free[ad.code.shortened] = False
+    assert ref.converged.sum() >= n_cw - 1  # the test exercises decoding, not failures
+    np.testing.assert_array_equal(got.converged, ref.converged)
+    ok = ref.converged.astype(bool)  # a frame that never converges wanders chaotically
+    np.testing.assert_array_equal(got.bits[ok][:, free], ref.bits[ok][:, free])
+    np.testing.assert_array_equal(got.bits[ok][:, free], words[ok][:, free])
+    assert np.all(np.abs(got.iterations[ok] - ref.iterations[ok]) <= 1)

@@ -42,6 +42,27 @@ def test_choices_are_nested_and_deterministic(code) -> None:
     np.testing.assert_array_equal(large.code.punctured, again.code.punctured)
 
 
+def test_candidate_order_cache_follows_the_graph(code) -> None:
+    """The cached order (per graph and seed) equals a fresh computation, is read-only, serves
+    the adapted codes that share the mother's graph, and is never served to another graph."""
+    from reconcile.ldpc_construct import random_u64
+
+    def fresh(c, seed: int, core: bool) -> np.ndarray:
+        deg = c.var_degrees()
+        cand = np.flatnonzero(deg > 1) if core else np.flatnonzero(deg == 1)
+        return cand[np.argsort(random_u64(seed, 5001 if core else 5000, cand.size),
+                               kind="stable")]
+
+    for seed, core in ((0, False), (0, True), (3, False)):
+        order = rate_adapt.candidate_order(code, seed, core)
+        np.testing.assert_array_equal(order, fresh(code, seed, core))
+        assert not order.flags.writeable
+        adapted = rate_adapt.with_counts(code, 50, 0).code
+        assert rate_adapt.candidate_order(adapted, seed, core) is order
+    other = met_codes.get_code("met_r0.10", 20_000)  # same n, another graph
+    np.testing.assert_array_equal(rate_adapt.candidate_order(other), fresh(other, 0, False))
+
+
 def test_for_snr_hits_the_target_efficiency(code) -> None:
     for snr in (0.026, 0.03, 0.034):
         a = rate_adapt.for_snr(code, snr, beta=0.9)

@@ -238,6 +238,38 @@ def test_same_seed_same_capture_and_different_seed_differs():
     assert not np.array_equal(run(3), run(4))
 
 
+def test_reloading_reuses_the_player_buffers_only_when_no_capture_reads_them():
+    cfg = LinkConfig(seed=5)
+    rng = np.random.default_rng(0)
+    wf1, wf2 = (rng.integers(-8000, 8000, (50_000, 2)).astype(np.int16) for _ in range(2))
+    settings = AdcSettings(n_samples=30_000, nco_hz=cfg.if_hz, decimation=8)
+
+    def run(reload_mid_capture: bool) -> np.ndarray:
+        m = LinkModel(cfg)
+        m.set_frontend(FrontEnd(voa_db=20.0))
+        m.load_dac(wf1, cyclic=True)
+        chunks = m.capture(AdcSettings(n_samples=30_000, nco_hz=cfg.if_hz, decimation=8),
+                           chunk=4096)
+        first = next(chunks)
+        if reload_mid_capture:  # the capture still reads wf1: it must not be overwritten
+            m.load_dac(wf2, cyclic=True)
+        return np.concatenate([first, *chunks])
+
+    assert np.array_equal(run(False), run(True))
+    m = LinkModel(cfg)
+    m.load_dac(wf1, cyclic=True)
+    for _ in m.capture(settings):
+        pass
+    fr = m._player.fr
+    m.load_dac(wf2, cyclic=False)  # reuses the buffers: the same field as a fresh load
+    fresh = LinkModel(cfg)
+    fresh.load_dac(wf2, cyclic=False)
+    assert m._player.fr is fr
+    assert np.array_equal(m._player.fr, fresh._player.fr)
+    assert np.array_equal(m._player.fi, fresh._player.fi)
+    assert m._player.mean_abs2 == fresh._player.mean_abs2 and not m._player.cyclic
+
+
 def test_nco_runs_on_the_adc_clock():
     """With the NCO at the IF, a clock offset leaves a residual beat of -f_nco ppm 1e-6."""
     ppm = 3.0

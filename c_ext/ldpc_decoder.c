@@ -36,7 +36,11 @@
  * the next pending one (same initial state as a fresh group, tested before its first pass),
  * so a group runs full until the queue is empty and costs about the sum of its frames'
  * passes / 8 plus the last frames' tail, not 8 x the slowest frame of each 8. Idle lanes
- * (queue empty, or fewer frames than lanes) keep computing on defined values.
+ * (queue empty, or fewer frames than lanes) keep computing on defined values. Once the queue
+ * is empty, a group left with <= 4 busy lanes hands them to the other groups (the lane's
+ * whole state is copied into a free lane of a group at its next pass boundary) and stops,
+ * unless it is the last group running: the threads' tails merge instead of each running its
+ * own (2 threads on 16 frames: about the passes of one thread, at about half the latency).
  *
  * Graph preparation (reconcile/ldpc_decoder.py): shortened variables are removed; a degree-one
  * variable is folded into its check as a constant prior (its bit is solved from the check's
@@ -142,7 +146,9 @@ int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32
     const int level = resolve(simd);
     if (level < LDPC_SIMD_PORTABLE || level > ldpc_simd_level()) return -1;
     int64_t next = 0;
-    const job jb = {g, llr, syn, frames, max_iter, bits, converged, iterations, llr_out, &next};
+    pool pl = {.live = 0, .orphans = 0};
+    const job jb = {g, llr, syn, frames, max_iter, bits, converged, iterations, llr_out, &next,
+                    &pl};
     const int64_t groups = ((int64_t)frames + W - 1) / W;
     const int64_t stride = ldpc_workspace_floats(g);
     const int nt = threads < groups ? threads : (int)groups;
@@ -152,13 +158,21 @@ int ldpc_decode(const ldpc_graph *g, const float *llr, const uint8_t *syn, int32
     pthread_t tid[MAX_THREADS];
     const group_fn fn = pick_group(level);
     for (int t = 0; t < nt; ++t) args[t] = (worker_arg){&jb, fn, work + t * stride, 0};
+    if (pthread_mutex_init(&pl.lock, NULL) != 0) return -1;
+    pl.live = nt; /* groups that will run: corrected below if a thread cannot start */
     int started = 0;
     for (int t = 1; t < nt; ++t) {
         if (pthread_create(&tid[t], NULL, worker, &args[t]) != 0) break;
         ++started;
     }
+    if (started < nt - 1) {
+        pthread_mutex_lock(&pl.lock);
+        pl.live -= nt - 1 - started;
+        pthread_mutex_unlock(&pl.lock);
+    }
     worker(&args[0]);
     for (int t = 1; t <= started; ++t) pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&pl.lock);
     if (passes)
         for (int t = 0; t <= started; ++t) *passes += args[t].passes;
     return 0;

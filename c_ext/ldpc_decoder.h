@@ -52,8 +52,9 @@ int ldpc_simd_level(void);
 /* Decode `frames` frames.
  * The frames form one queue: each thread runs one group of LDPC_LANES lanes, and a lane whose
  * frame stops (syndrome matched, or max_iter passes) takes the next pending frame, so groups
- * stay full until the queue is empty. A frame's outputs do not depend on the other frames,
- * the thread count or the order in which lanes take frames.
+ * stay full until the queue is empty; then a group with few busy lanes hands them to another
+ * group and stops. A frame's outputs do not depend on the other frames, the thread count, or
+ * which lane or group runs it.
  * llr:  [frames][n] float32, > 0 means bit 0; punctured positions must hold 0.
  * syn:  [frames][m] uint8 target syndrome (0/1).
  * work: threads * ldpc_workspace_floats(g) floats.

@@ -5,6 +5,7 @@
 #define CVQKD_LDPC_KERNEL_H
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -151,7 +152,22 @@ typedef struct {
     int32_t *iterations;
     float *llr_out;
     int64_t *next; /* the call's queue: index of the next frame no group has taken */
+    struct pool *pool;
 } job;
+
+/* Groups of one call hand their last lanes over: once the queue is empty, a group left with
+ * at most DONATE_LANES busy lanes (and not the last group running) publishes them and stops;
+ * other groups take them into their free lanes at their next pass boundary. Two tails become
+ * one, without waiting: a lane's state moves exactly, so its frame's result is unchanged. */
+#define DONATE_LANES 4
+typedef struct pool {
+    pthread_mutex_t lock;
+    int live;           /* groups still running */
+    uint32_t orphans;   /* lanes of `from` not taken yet (read unlocked as a hint) */
+    workspace from;     /* the donor's workspace: the call's memory, untouched once donated */
+    int64_t frame[W];
+    int32_t count[W];
+} pool;
 
 /* Index of the next pending frame of the call, or -1 once every frame has been taken. */
 ALWAYS int64_t take_frame(const job *jb) {
@@ -314,10 +330,77 @@ static void load_lanes(const job *jb, const workspace *ws, const int64_t *frame,
     }
 }
 
+ALWAYS int queue_empty(const job *jb) {
+    return __atomic_load_n(jb->next, __ATOMIC_RELAXED) >= jb->frames;
+}
+
+/* Copy lane `sl` of workspace `src` into lane `dl` of `dst` (everything a frame's lane holds). */
+static void move_lane(const ldpc_graph *g, const workspace *dst, int dl, const workspace *src,
+                      int sl) {
+    for (int32_t a = 0; a < g->n_act; ++a) dst->L[(int64_t)a * W + dl] = src->L[(int64_t)a * W + sl];
+    for (int64_t e = 0; e < g->sched_ptr[g->n_sched]; ++e) dst->R[e * W + dl] = src->R[e * W + sl];
+    for (int32_t c = 0; c < g->m; ++c) dst->S[(int64_t)c * W + dl] = src->S[(int64_t)c * W + sl];
+    for (int32_t s = 0; s < g->n_sched; ++s) {
+        dst->csign[(int64_t)s * W + dl] = src->csign[(int64_t)s * W + sl];
+        dst->cprior[(int64_t)s * W + dl] = src->cprior[(int64_t)s * W + sl];
+    }
+}
+
+/* At a pass boundary with the queue empty: take handed-over lanes into the free lanes of
+ * `busy`; returns the lanes taken (lanes that have not run a pass yet are added to *fresh).
+ * With nothing busy and nothing to take, the group leaves the call (*leave = 1). */
+static uint32_t adopt(const job *jb, const workspace *ws, uint32_t busy, int64_t *frame,
+                      int32_t *count, uint32_t *fresh, int *leave) {
+    pool *pl = jb->pool;
+    uint32_t taken = 0;
+    *leave = 0;
+    if (busy && !__atomic_load_n(&pl->orphans, __ATOMIC_RELAXED)) return 0;
+    pthread_mutex_lock(&pl->lock);
+    for (int sl = 0; sl < W && pl->orphans; ++sl) {
+        if (!(pl->orphans >> sl & 1u)) continue;
+        int dl = 0;
+        while (dl < W && ((busy | taken) >> dl & 1u)) ++dl;
+        if (dl == W) break;
+        move_lane(jb->g, ws, dl, &pl->from, sl);
+        frame[dl] = pl->frame[sl];
+        count[dl] = pl->count[sl];
+        if (count[dl] == 0) *fresh |= 1u << dl;
+        taken |= 1u << dl;
+        __atomic_store_n(&pl->orphans, pl->orphans & ~(1u << sl), __ATOMIC_RELAXED);
+    }
+    if (!busy && !taken) {
+        --pl->live;
+        *leave = 1;
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return taken;
+}
+
+/* Hand the busy lanes over and stop, if another group is running and none are waiting. */
+static int donate(const job *jb, const workspace *ws, uint32_t busy, const int64_t *frame,
+                  const int32_t *count) {
+    pool *pl = jb->pool;
+    int done = 0;
+    pthread_mutex_lock(&pl->lock);
+    if (pl->live > 1 && !pl->orphans) {
+        pl->from = *ws;
+        for (int l = 0; l < W; ++l) {
+            pl->frame[l] = frame[l];
+            pl->count[l] = count[l];
+        }
+        __atomic_store_n(&pl->orphans, busy, __ATOMIC_RELAXED);
+        --pl->live;
+        done = 1;
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return done;
+}
+
 /* One group of W lanes decoding frames from the call's queue until it is empty: after every
  * pass (and before the first of each frame) the pending lanes are tested; a lane whose
  * syndrome matches, or that has run max_iter passes, writes its frame and takes the next
- * pending frame, so the group runs full until the queue is empty. Returns the passes run. */
+ * pending frame, so the group runs full until the queue is empty. Then groups hand their last
+ * lanes to one another (adopt, donate) and leave. Returns the passes run. */
 ALWAYS int64_t group_impl(const job *jb, float *work) {
     const ldpc_graph *g = jb->g;
     const workspace ws = carve(g, work);
@@ -331,7 +414,7 @@ ALWAYS int64_t group_impl(const job *jb, float *work) {
     load_lanes(jb, &ws, frame, 0xffu); /* idle lanes too: defined values */
     int64_t passes = 0;
     uint32_t test = busy, fresh = 0xffu; /* fresh: lanes loaded since the last pass */
-    while (busy) {
+    for (;;) {
         while (test) { /* retire and refill until every lane holding a frame has been tested */
             const uint32_t ok = test & ~failing_lanes(g, &ws, test);
             uint32_t retired = ok;
@@ -355,7 +438,14 @@ ALWAYS int64_t group_impl(const job *jb, float *work) {
             fresh |= loaded;
             test = loaded;
         }
-        if (!busy) break;
+        if (queue_empty(jb)) { /* the tail: lanes move between groups, groups leave */
+            int leave;
+            busy |= adopt(jb, &ws, busy, frame, count, &fresh, &leave);
+            if (leave) break;
+            if (__builtin_popcount(busy) <= DONATE_LANES && donate(jb, &ws, busy, frame, count))
+                break;
+        }
+        if (!busy) continue; /* not reached: an empty group either refilled or left */
         v8i fresh_lanes;
         for (int l = 0; l < W; ++l) fresh_lanes[l] = -(int32_t)(fresh >> l & 1u);
         layered_pass(g, &ws, fresh_lanes);

@@ -2,7 +2,8 @@
 
 The decoder (c_ext/ldpc_decoder.c) is layered sum-product BP in float32, 8 frames per SIMD
 vector (a "group" of 8 lanes), one group per pthread. The frames of a call form a queue: a lane
-whose frame stops takes the next pending frame, so a group runs full until the queue is empty.
+whose frame stops takes the next pending frame, so a group runs full until the queue is empty;
+then groups left with few busy lanes hand them to the others (one tail per call, not per thread).
 It solves H x = s for the most likely x given per-bit LLRs (LLR = ln P(x=0)/P(x=1), so
 LLR > 0 means bit 0).
 
@@ -159,8 +160,8 @@ class Decoder:
         `simd` selects the kernel build ("auto" = fastest this CPU runs; results depend on
         the build only through rounding: "portable" and "avx2" agree bit for bit, and so do
         "avx2fma" and "avx512"). CPU: `group_passes` x 8 lane-passes of the scheduled
-        edges; with more than 8 frames per thread the lanes refill, so one thread on 16
-        frames costs less than two threads on 8 each (they only halve the latency).
+        edges; once the queue is empty the threads' groups hand their last lanes to one
+        another, so a call's CPU depends little on `threads` (more threads cut the latency).
         """
         n, m = self.n, self.m
         llr_arr = np.asarray(llr)

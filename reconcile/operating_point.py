@@ -21,9 +21,10 @@ model, beta (1 - FER) within the CPU budget), among rows that apply:
 The FER used is the one-sided 95 % Clopper-Pearson upper bound of the measured count, so a
 point measured on few codewords is not preferred for luck. CPU: the C decoder runs one group of
 8 lanes (one SIMD vector) per thread, and a pass costs the same however many lanes hold a
-codeword; a lane whose codeword stops takes the next one of the call (lane refill), so a group
-given n codewords runs about n * mean passes / 8 plus a tail (its last codewords' stragglers; a
-failing codeword costs the full cap). The cost per real is
+codeword; a lane whose codeword stops takes the next one of the call (lane refill), and at the
+end the threads' groups hand their last lanes to one another, so a call of n codewords runs
+about n * mean passes / 8 plus one tail (its last codewords' stragglers; a failing codeword
+costs the full cap). The cost per real is
 NS_PER_EDGE_PASS * (scheduled edges / n_tx) * (group passes * 8 / n), with the expected group
 passes per codeword measured for n = 8 (E[max of 8]), 16, 32 and 64 codewords per group
 (`MeasuredPoint.passes_per_codeword`).
@@ -135,7 +136,7 @@ class OperatingPoint:
     max_iter: int
     fer: float  # measured
     fer_upper: float  # 95 % upper bound
-    decode_ns_per_real: float  # CPU with frames_per_batch frames per call, decoder_threads
+    decode_ns_per_real: float  # CPU with frames_per_batch frames per call
     source: MeasuredPoint
     used_fraction: float = 1.0  # share of the frame's reals the codewords carry (planned SNR)
 
@@ -228,17 +229,15 @@ def frames_per_batch(codewords_per_frame: int, max_frames: int = MAX_FRAMES_PER_
 
 
 def candidates(snr: float, reals_per_frame: int, d: int = 8,
-               max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
-               decoder_threads: int = 1) -> list[OperatingPoint]:
+               max_frames_per_batch: int = MAX_FRAMES_PER_BATCH) -> list[OperatingPoint]:
     """Every measured row that applies at this SNR and frame size (see the module docstring).
     The cost assumes `frames_per_batch` frames' codewords per decoder call (at most
-    max_frames_per_batch; a decoder that takes one frame per call passes 1) shared by
-    `decoder_threads` groups of 8 (the decoder's `threads`: each thread is one group, so 2
-    threads on 16 codewords are 2 groups of 8 without refill)."""
+    max_frames_per_batch; a decoder that takes one frame per call passes 1), refilled as by one
+    group of 8 lanes: with several decoder threads the groups hand their last lanes to one
+    another, so their tails merge (2 threads on 16 codewords measured 43.6 passes per codeword,
+    one thread 45.6)."""
     if max_frames_per_batch < 1:
         raise ValueError(f"max_frames_per_batch must be >= 1, got {max_frames_per_batch}")
-    if decoder_threads < 1:
-        raise ValueError(f"decoder_threads must be >= 1, got {decoder_threads}")
     if not snr > 0:
         raise ValueError(f"snr must be > 0, got {snr}")
     if reals_per_frame < d:
@@ -261,7 +260,6 @@ def candidates(snr: float, reals_per_frame: int, d: int = 8,
             continue
         fpb = frames_per_batch(per_frame, max_frames_per_batch)
         words = fpb * per_frame
-        groups = min(decoder_threads, math.ceil(words / LANES))
         c = capacity_awgn(snr)
         # (a) every real of the frame carried; beta falls below the row's by the step of n.
         # (b) the next length at the row's beta: fewer reals per codeword, the rest unused.
@@ -277,7 +275,7 @@ def candidates(snr: float, reals_per_frame: int, d: int = 8,
                 mother=row.mother, n=n_o, n_tx=n_tx_o, punctured=n_o - n_tx_o,
                 codewords_per_frame=per_frame, frames_per_batch=fpb,
                 beta=k / n_tx_o / c, max_iter=row.max_iter, fer=row.fer,
-                fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real_at(words / groups),
+                fer_upper=row.fer_upper, decode_ns_per_real=row.ns_per_real_at(words),
                 source=row,
                 used_fraction=per_frame * n_tx_o / reals_per_frame,
             ))
@@ -294,7 +292,6 @@ def choose(
     fer_max: float = 0.25,
     d: int = 8,
     max_frames_per_batch: int = MAX_FRAMES_PER_BATCH,
-    decoder_threads: int = 1,
 ) -> OperatingPoint:
     """The operating point with the most secret bits per second of processing.
 
@@ -309,14 +306,14 @@ def choose(
     The key rate counts only the share of the frame the codewords carry (`used_fraction`).
     Points where key_rate <= 0 rank below every point with a key, among themselves by
     beta (1 - fer_upper) per CPU second.
-    max_frames_per_batch, decoder_threads: at most how many frames' codewords the caller
-    decodes in one call, and with how many decoder threads (see `candidates`).
+    max_frames_per_batch: at most how many frames' codewords the caller decodes in one call
+    (see `candidates`).
     Raises ValueError if no measured point applies (SNR outside the measured range, frames
     too short, or budget too small).
     """
     if not cpu_ns_per_real > 0:
         raise ValueError(f"cpu_ns_per_real must be > 0, got {cpu_ns_per_real}")
-    pool = [c for c in candidates(snr, reals_per_frame, d, max_frames_per_batch, decoder_threads)
+    pool = [c for c in candidates(snr, reals_per_frame, d, max_frames_per_batch)
             if c.decode_ns_per_real <= cpu_ns_per_real and c.fer_upper <= fer_max]
     if not pool:
         raise ValueError(

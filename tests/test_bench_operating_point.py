@@ -43,8 +43,7 @@ def _batch(point: operating_point.OperatingPoint, seed: int, count: int = 8):
 @pytest.mark.parametrize("budget,frames", [(math.inf, 4), (500.0, 1)])
 def test_decode_one_batch_of_the_chosen_point(benchmark, budget, frames):
     """8 codewords per call (one group: 4 frames of 2, or one frame of 8), 2 threads."""
-    point = operating_point.choose(SNR, REALS, budget, max_frames_per_batch=frames,
-                                   decoder_threads=2)
+    point = operating_point.choose(SNR, REALS, budget, max_frames_per_batch=frames)
     assert point.frames_per_batch * point.codewords_per_frame == 8
     code, llr, syn, words = _batch(point, seed=7)
     dec = Decoder(code)

@@ -203,8 +203,9 @@ def _refill_makespan(iterations: np.ndarray, max_iter: int) -> int:
 
 def test_lane_refill_keeps_each_frames_result_and_fills_the_group():
     """Frames queued behind a full group give the same outputs as decoded one at a time
-    (bits, iterations, posterior LLRs bit for bit) for 8, 16 and 24 frames per call, 1 or 2
-    threads, and the group's passes are those of lanes refilled as soon as a frame stops."""
+    (bits, iterations, posterior LLRs bit for bit) for 8, 16 and 24 frames per call, 1 to 3
+    threads (whose groups hand their last lanes to one another), and one group's passes are
+    those of lanes refilled as soon as a frame stops."""
     code = standard_code("dvbs2_short_r1_3")
     sigma = np.random.default_rng(22).permutation(np.linspace(0.95, 1.25, 24))[:, None]
     x, syn, llr = _noisy_frames(code, 24, sigma, 21)  # mixed: 0 to max_iter passes
@@ -217,7 +218,7 @@ def test_lane_refill_keeps_each_frames_result_and_fills_the_group():
     assert iters.min() == 0 and iters.max() == cap and iters.std() > 3
     assert all(r.group_passes == r.iterations[0] for r in alone)
     for frames in (8, 16, 24):
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             res = dec.decode(llr[:frames], syn[:frames], max_iter=cap, threads=threads,
                              return_llr=True)
             for f in range(frames):

@@ -9,8 +9,8 @@ per frame; running the records through the chain every frame cost as much as a m
 
 `Calibration` runs the records through the chain directly (`direct_variance`) on the first
 frame that uses them, and for later frames carries that result over with the ratio of the
-expected variances under the records' power spectral densities (Welch estimate, once per
-record):
+expected variances under the records' power spectral densities (Welch estimate over the whole
+record, once per record):
 
     N(frame) = N_direct(reference) * Q(frame) / Q(reference),
     Q = sum_f S(f) (1 - H(f - f1))^2 |P(f - f1 + f_c)|^2,
@@ -30,12 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
+from dsp import kernels
 from dsp.chain import Chain, check_iq
 
 PILOT_SHIFT_PER_ROOT_SAMPLE = 0.002 / np.sqrt(5.25e6)  # cycles per sample (Calibration)
-PSD_NFFT = 2048  # Welch segment: 0.24 MHz bins at 500 MS/s
-PSD_MAX_SAMPLES = 1 << 20  # the PSD only scales small corrections: 1 M samples are plenty
+PSD_NFFT = 512  # Welch segment: 1 MHz bins at 500 MS/s (the filter's roll-off spans 20 MHz)
+PSD_MAX_SAMPLES = 1 << 24  # the whole record (a shorter part carried pilot shifts 3x worse)
 
 
 @dataclass(frozen=True)
@@ -79,23 +81,24 @@ def direct_variance(iq: np.ndarray, chain: Chain, grid: Grid) -> float:
 
 
 def record_psd(iq: np.ndarray, nfft: int = PSD_NFFT, max_samples: int = PSD_MAX_SAMPLES,
-               batch: int = 256) -> np.ndarray:
-    """Welch estimate of a complex record's power spectral density (Hann, 50 % overlap) over its
-    first `max_samples` samples, at frequencies k / nfft cycles per sample (FFT order); the
-    scale is arbitrary (only ratios are used)."""
-    n = min(iq.shape[0], max_samples)
-    hop = nfft // 2
-    nseg = (n - nfft) // hop + 1
+               batch: int = 512) -> np.ndarray:
+    """Welch estimate of a complex record's power spectral density (Hann window, segments
+    without overlap) over its first `max_samples` samples, at frequencies k / nfft cycles per
+    sample (FFT order); the scale is arbitrary (only ratios are used)."""
+    nseg = min(iq.shape[0], max_samples) // nfft
     if nseg < 1:
         raise ValueError("calibration record shorter than one PSD segment")
     win = np.hanning(nfft)
     acc = np.zeros(nfft)
+    buf = np.empty(batch * nfft, dtype=np.complex128)
     for s in range(0, nseg, batch):
         e = min(nseg, s + batch)
-        block = np.asarray(iq[s * hop:(e - 1) * hop + nfft], dtype=np.float64)
-        z = block[:, 0] + 1j * block[:, 1]
-        seg = np.lib.stride_tricks.sliding_window_view(z, nfft)[::hop]
-        acc += np.sum(np.abs(np.fft.fft(seg * win, axis=1)) ** 2, axis=0)
+        z = buf[:(e - s) * nfft]
+        kernels.to_complex(np.ascontiguousarray(iq[s * nfft:e * nfft]), z)
+        z = z.reshape(e - s, nfft)
+        z *= win
+        z = scipy.fft.fft(z, axis=1, overwrite_x=True)
+        acc += np.sum(z.real * z.real + z.imag * z.imag, axis=0)
     return acc / nseg
 
 
@@ -143,11 +146,11 @@ class Calibration:
     relative change of both variances from the reference is within `tolerance` and its pilot
     frequency within `max_pilot_shift` (cycles per sample) of the reference's: a shift moves
     the band over other samples' spectrum, and the carried value then departs from the direct
-    pass by that spectrum's own fluctuation, proportional to the shift over sqrt(samples)
-    (measured on 5.3 M-sample model records: 4e-5 of N0 at 0.002, 1.5e-4 at 0.01 cycles per
-    sample; smoother changes carry within 1e-6). The default max_pilot_shift,
-    PILOT_SHIFT_PER_ROOT_SAMPLE sqrt(n), keeps that near 4e-5: 0.002 (1 MHz at 500 MS/s) for
-    5.3 M samples. Thread-safe."""
+    pass by that spectrum's own fluctuation, which grows with the shift and falls as
+    1/sqrt(samples) (measured on 5.3 M-sample model records: 2e-5 of N0 and v_el at 0.002,
+    4e-5 / 6e-5 at 0.005, 4e-4 / 7e-4 at 0.02 cycles per sample; smoother changes carry within
+    2e-7). The default max_pilot_shift, PILOT_SHIFT_PER_ROOT_SAMPLE sqrt(n), is 0.002 cycles
+    per sample (1 MHz at 500 MS/s) for 5.3 M samples. Thread-safe."""
 
     def __init__(self, shot_iq: np.ndarray, elec_iq: np.ndarray | None = None,
                  tolerance: float = 2e-3, max_pilot_shift: float | None = None, *,

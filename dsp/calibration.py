@@ -140,8 +140,9 @@ class Calibration:
     one calibration, int16 (n, 2) I/Q each, and their variances through the frames' chains.
 
     Build one per calibration and pass it to `dsp.receiver.receive(..., calibration=...)` for
-    every frame until the next calibration. Writeable records are copied and every record is
-    kept read-only, so results can never come from records changed after construction.
+    every frame until the next calibration. The records are kept read-only (in place if they
+    own their memory, else as copies: `_frozen`), so results can never come from records
+    changed after construction.
     A frame's chain gets a direct pass (and becomes the reference) unless the predicted
     relative change of both variances from the reference is within `tolerance` and its pilot
     frequency within `max_pilot_shift` (cycles per sample) of the reference's: a shift moves
@@ -221,12 +222,23 @@ class Calibration:
 
 
 def _frozen(iq: np.ndarray, name: str, copy: bool) -> np.ndarray:
-    """A read-only int16 (n, 2) record: the array itself if it is already read-only (e.g. a
-    read-only memory map), else a read-only copy (copy=False: the array as it is)."""
+    """The record, read-only: as it is if neither it nor any array it views is writeable (e.g.
+    a read-only memory map); made read-only in place if it owns its memory (no copy of a
+    frame-long record; the caller's array becomes read-only too); else a read-only copy (a
+    view of a buffer someone may overwrite). copy=False: the array as it is."""
     check_iq(iq, name)
-    if iq.flags.writeable and copy:
-        iq = np.array(iq)
+    if not copy:
+        return iq
+    base = iq
+    while isinstance(base, np.ndarray) and not base.flags.writeable:
+        base = base.base
+    if not isinstance(base, np.ndarray):
+        return iq
+    if iq.base is None:
         iq.flags.writeable = False
+        return iq
+    iq = np.array(iq)
+    iq.flags.writeable = False
     return iq
 
 

@@ -145,24 +145,30 @@ def test_guard_recomputes_beyond_tolerance(frames):
 
 
 def test_never_stale(frames):
-    """The records are frozen copies: changing the caller's arrays changes nothing, and a new
-    calibration (other records) never reuses the old one's values."""
+    """The records are frozen: an array that owns its memory becomes read-only, a view of a
+    buffer is copied (changing the buffer changes nothing), and a new calibration (other
+    records) never reuses the old one's values."""
     a, b = frames
     shot, elec = a["shot"].copy(), a["elec"].copy()
     cal = Calibration(shot, elec)
-    n0 = _rx(b, calibration=cal).summary["shot_noise_adc2"]
+    assert cal.shot is shot and not shot.flags.writeable
     with pytest.raises(ValueError):
-        cal.shot[0, 0] = 1
-    shot *= 2
-    elec *= 2
-    assert _rx(b, calibration=cal).summary["shot_noise_adc2"] == n0
+        shot[0, 0] = 1
+    buf_s, buf_e = a["shot"].copy(), a["elec"].copy()
+    cal_view = Calibration(buf_s[:], buf_e[:])
+    n0 = _rx(b, calibration=cal).summary["shot_noise_adc2"]
+    assert _rx(b, calibration=cal_view).summary["shot_noise_adc2"] == n0
+    buf_s *= 2
+    buf_e *= 2
+    assert buf_s.flags.writeable and not cal_view.shot.flags.writeable
+    assert _rx(b, calibration=cal_view).summary["shot_noise_adc2"] == n0
     # records twice as large: N0 four times as large, from a new direct pass
-    cal2 = Calibration(shot, elec)
+    cal2 = Calibration(buf_s, buf_e)
     r2 = _rx(b, calibration=cal2)
     assert r2.summary["calibration"]["method"] == "direct"
     assert r2.summary["shot_noise_adc2"] == pytest.approx(4 * n0, rel=2e-3)
     # b's own records through b's chain: a different calibration, a different N0
-    r3 = _rx(b, calibration=Calibration(b["shot"], b["elec"]))
+    r3 = _rx(b, calibration=Calibration(b["shot"].copy(), b["elec"].copy()))
     assert r3.summary["shot_noise_adc2"] != pytest.approx(n0, rel=1e-4)
 
 

@@ -13,7 +13,8 @@ Stages (docs/dsp.md has the reasoning and the measurements):
     stretches are masked, never returned as symbols; symbol lag confirmed against the
     disclosed symbols; data-aided timing check (a second main pass if the timing is off by more
     than a tolerance); closed-form phase (linear in time) and gain;
- 7. shot-noise and electronic-noise captures through the same linear chain -> SNU.
+ 7. shot-noise and electronic-noise captures through the same linear chain -> SNU (once per
+    calibration, carried to later frames: dsp/calibration.py).
 A failure of a frame-level check raises `SyncError` with a reason; nothing is returned then.
 """
 

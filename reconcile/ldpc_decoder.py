@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,6 +261,45 @@ def decode(
 ) -> DecodeResult:
     """Syndrome-decode frames of `code`: see `Decoder.decode`."""
     return decoder_for(code).decode(llr, syndrome, max_iter=max_iter, threads=threads)
+
+
+def decode_punctured_mix(
+    codes: Sequence[LdpcCode],
+    llr: np.ndarray,
+    syndrome: np.ndarray,
+    max_iter: int = DEFAULT_MAX_ITER,
+    threads: int = 1,
+) -> DecodeResult:
+    """Frames of one mother code under different nested puncturings (`rate_adapt`: each
+    frame's punctured set extends the least punctured one's), codes[i] the code of row i,
+    decoded in ONE call so that their lanes refill: by the decoder of the least punctured
+    code, every frame's own punctured positions given LLR 0.
+
+    A punctured degree-one variable that the decoder treats as active with LLR 0 makes its
+    check send messages of phi(40) ~ 8.5e-18 instead of being skipped: numerically the same
+    BP (on 32 codewords of the 25 km point, decoded by codes with 496-5064 fewer punctured
+    bits: the same bits and iteration counts as with their own decoders, for 0.2-2.3 % more
+    scheduled edges). Raises ValueError unless the codes share the graph and the shortened
+    bits and their punctured sets are nested as described."""
+    codes = list(codes)
+    llr_arr = np.asarray(llr)
+    if llr_arr.ndim != 2 or len(codes) != llr_arr.shape[0] or not codes:
+        raise ValueError("need one code per row of llr (and at least one row)")
+    base = min(codes, key=lambda c: c.punctured.size)
+    for c in {id(c): c for c in codes}.values():
+        same_graph = (c.n, c.m) == (base.n, base.m) and (
+            (c.var_idx is base.var_idx and c.check_ptr is base.check_ptr)
+            or (np.array_equal(c.var_idx, base.var_idx)
+                and np.array_equal(c.check_ptr, base.check_ptr)))
+        if not same_graph or not np.array_equal(np.sort(c.shortened), np.sort(base.shortened)):
+            raise ValueError(f"code {c.name!r} is not {base.name!r} punctured differently")
+        if not np.isin(base.punctured, c.punctured).all():
+            raise ValueError(f"punctured bits of {base.name!r} are not all punctured in "
+                             f"{c.name!r}: the puncturings are not nested")
+    llr_in = np.array(llr_arr, dtype=np.float32)
+    for i, c in enumerate(codes):
+        llr_in[i, c.punctured] = 0.0
+    return decoder_for(base).decode(llr_in, syndrome, max_iter=max_iter, threads=threads)
 
 
 def simd_level() -> str:

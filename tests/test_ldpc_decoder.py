@@ -12,6 +12,7 @@ import pytest
 from ldpc_reference import layered_sum_product, random_code
 
 from reconcile import ldpc_decoder as ld
+from reconcile import mdr, met_codes, rate_adapt
 from reconcile.ldpc_code import LdpcCode
 from reconcile.standard_codes import standard_code
 
@@ -233,6 +234,40 @@ def test_lane_refill_keeps_each_frames_result_and_fills_the_group():
         assert one.group_passes == _refill_makespan(iters[:frames], cap)
     # the refill pays: 24 frames in one group cost fewer passes than three groups of 8
     assert _refill_makespan(iters, cap) < sum(iters[i:i + 8].max() for i in (0, 8, 16))
+
+
+def test_frames_of_different_puncturings_decode_in_one_call():
+    """Frames of one MET mother code punctured by different amounts (nested sets, as the
+    link's per-frame rate adaptation makes them) decode in one call by the least punctured
+    code's decoder with the same bits and iteration counts as by their own decoders."""
+    mother = met_codes.get_code("met_r0.212", 24000)
+    snr = 0.42
+    adaptations = [rate_adapt.for_snr(mother, s, 0.86, 8, max_fraction=0.6)
+                   for s in (0.41, 0.42, 0.43)]
+    assert len({a.punctured for a in adaptations}) == 3
+    assert all(a.shortened == 0 for a in adaptations)
+    rng = np.random.default_rng(31)
+    codes, llr, syn, own = [], [], [], []
+    for i in range(12):
+        a = adaptations[i % 3]
+        word = rate_adapt.bob_word(a, rng.integers(0, 2, mother.n))
+        x = rng.normal(size=a.transmitted.size)
+        y = x + rng.normal(scale=np.sqrt(1 / snr), size=x.size)
+        alpha, norms = mdr.bob_encode(y, word[a.transmitted], 8)
+        codes.append(a.code)
+        llr.append(rate_adapt.alice_llr(a, mdr.alice_llr(x, alpha, norms, 8, 1 / snr)))
+        syn.append(a.code.syndrome(word[None])[0])
+        own.append(ld.decode(a.code, llr[-1][None], syn[-1][None], max_iter=60))
+    mixed = ld.decode_punctured_mix(codes, np.array(llr), np.array(syn), max_iter=60, threads=2)
+    assert 0 < sum(r.converged[0] for r in own)
+    for i, r in enumerate(own):
+        assert np.array_equal(mixed.bits[i], r.bits[0])
+        assert mixed.iterations[i] == r.iterations[0]
+    with pytest.raises(ValueError, match="one code per row"):
+        ld.decode_punctured_mix(codes[:2], np.array(llr), np.array(syn))
+    other = met_codes.get_code("met_r0.212", 25000)
+    with pytest.raises(ValueError, match="punctured differently"):
+        ld.decode_punctured_mix([codes[0], other], np.zeros((2, 24000)), np.zeros((2, 18912)))
 
 
 def test_concurrent_calls_from_python_threads_agree():

@@ -192,7 +192,8 @@ def fer_upper_bound(errors: int, frames: int, confidence: float = 0.95) -> float
 def measured_points() -> tuple[MeasuredPoint, ...]:
     """The measured table shipped with the package."""
     raw = json.loads((Path(__file__).parent / "data" / DATA_FILE).read_text())
-    return tuple(MeasuredPoint(**row) for row in raw["points"])
+    return tuple(MeasuredPoint(**{**row, "refill_passes": tuple(row["refill_passes"])})
+                 for row in raw["points"])
 
 
 def adapted_code(mother: str, n_tx: int, rate: float, d: int = 8) -> rate_adapt.Adaptation:

@@ -74,6 +74,7 @@ def test_refill_group_passes_follows_list_scheduling() -> None:
 def test_passes_per_codeword_interpolates_the_measured_refill() -> None:
     for r in operating_point.measured_points():
         assert len(r.refill_passes) == len(operating_point.REFILL_SIZES)
+        assert hash(r) == hash(operating_point.MeasuredPoint(**r.__dict__))  # frozen, hashable
         assert r.refill_passes[0] == r.group_passes
         assert r.mean_passes <= r.refill_passes[-1] + 1e-9
         assert r.mean_iterations <= r.mean_passes + 1e-9 or r.errors > 0

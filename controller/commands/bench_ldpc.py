@@ -141,11 +141,9 @@ def simulate(
     res = dec.decode(llr, syndrome, max_iter=max_iter, threads=threads)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     ok = np.all(res.bits == words, axis=1)
-    padded = np.zeros(-(-frames // LANES) * LANES, np.int64)
-    padded[:frames] = res.iterations
-    passes = int(padded.reshape(-1, LANES).max(axis=1).sum()) * LANES
+    passes = res.group_passes * LANES  # lane-passes run (lanes refill from the call's queue)
     work = code.edges * max(passes, 1)
-    used = min(threads, padded.size // LANES)  # the decoder gives each thread whole groups
+    used = min(threads, -(-frames // LANES))  # a thread runs one group of LANES lanes
     return {
         "beta": rate / (0.5 * math.log2(1.0 + snr)),
         "snr": snr,

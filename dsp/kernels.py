@@ -191,33 +191,26 @@ def lag_sums(y: np.ndarray, idx: np.ndarray, x: np.ndarray, max_lag: int, out: n
              ) -> None:
     """For each lag l in [-max_lag, max_lag] (row l + max_lag of `out`): sum conj(x) y[idx + l]
     (real, imaginary), sum |y[idx + l]|^2, sum |x|^2 and the count, over the k with idx[k] + l
-    inside y and y there finite. One pass per lag, no temporaries."""
-    for li in range(2 * max_lag + 1):
-        lag = li - max_lag
-        cr = 0.0
-        ci = 0.0
-        yy = 0.0
-        xx = 0.0
-        cnt = 0
-        for k in range(idx.size):
-            j = idx[k] + lag
+    inside y and y there finite. One walk over idx, all lags at once (y[idx[k] - max_lag ...
+    idx[k] + max_lag] is contiguous), each lag's terms summed in the order of k."""
+    nl = 2 * max_lag + 1
+    acc = np.zeros((nl, 5))
+    for k in range(idx.size):
+        xr = x[k].real
+        xi = x[k].imag
+        for li in range(nl):
+            j = idx[k] + li - max_lag
             if j < 0 or j >= y.size:
                 continue
             z = y[j]
             if not (np.isfinite(z.real) and np.isfinite(z.imag)):
                 continue
-            xr = x[k].real
-            xi = x[k].imag
-            cr += xr * z.real + xi * z.imag
-            ci += xr * z.imag - xi * z.real
-            yy += z.real * z.real + z.imag * z.imag
-            xx += xr * xr + xi * xi
-            cnt += 1
-        out[li, 0] = cr
-        out[li, 1] = ci
-        out[li, 2] = yy
-        out[li, 3] = xx
-        out[li, 4] = cnt
+            acc[li, 0] += xr * z.real + xi * z.imag
+            acc[li, 1] += xr * z.imag - xi * z.real
+            acc[li, 2] += z.real * z.real + z.imag * z.imag
+            acc[li, 3] += xr * xr + xi * xi
+            acc[li, 4] += 1
+    out[:, :] = acc
 
 
 @nb.njit(cache=True, nogil=True)

@@ -96,25 +96,24 @@ def pilot_correct(iq: np.ndarray, n0: int, f1: float, a: float, knot_n: np.ndarr
     edge = min(n, int(np.log(1e-16) / np.log(a)) + 1) if a > 0.0 else 1
     inv_mid = 1.0 / (1.0 + a)
     s = 0j
-    ab = 1.0
-    crot = 0j
-    cstep = 0j
-    for i in range(n - 1, -1, -1):  # backward: anti-causal recursion, combine, correct
-        u = v[i]
-        s = a * s + b * u
-        ab *= a  # a^(n-i)
-        if i < edge or n - 1 - i < edge:
-            inv = 1.0 / ((1.0 - a ** (i + 1)) + (1.0 - ab) - b)
-        else:
-            inv = inv_mid
-        p = (pil[i] + s - b * u) * inv
-        pil[i] = p
-        if i == n - 1 or (i & 4095) == 4095:
-            c, sl = _carrier(knot_n, knot_ph, float(n0 + i))
-            crot = complex(np.cos(c), np.sin(c))
-            cstep = complex(np.cos(sl), -np.sin(sl))
-        v[i] = (u - p) * crot
-        crot *= cstep
+    top = n - 1
+    while top >= 0:  # backward, in blocks [4096 m, top]: anti-causal recursion, combine, correct
+        low = top - (top & 4095)
+        c, sl = _carrier(knot_n, knot_ph, float(n0 + top))  # exact carrier phasor per block
+        crot = complex(np.cos(c), np.sin(c))
+        cstep = complex(np.cos(sl), -np.sin(sl))
+        for i in range(top, low - 1, -1):
+            u = v[i]
+            s = a * s + b * u
+            if i < edge or n - 1 - i < edge:
+                inv = 1.0 / ((1.0 - a ** (i + 1)) + (1.0 - a ** (n - i)) - b)
+            else:
+                inv = inv_mid
+            p = (pil[i] + s - b * u) * inv
+            pil[i] = p
+            v[i] = (u - p) * crot
+            crot *= cstep
+        top = low - 1
     if rotate:
         _unit_phase(v.view(np.float64), pil.view(np.float64))
 

@@ -171,17 +171,20 @@ def to_complex(iq: np.ndarray, out: np.ndarray) -> None:
         out[i] = complex(float(iq[i, 0]), float(iq[i, 1]))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, fastmath=True)
 def rotate_linear(y: np.ndarray, c0: float, slope: float, gain: float) -> None:
-    """y[k] *= gain exp(j (c0 + slope k)) in place (phasor recurrence, exact every 4096)."""
-    rot = 0j
-    step = complex(np.cos(slope), np.sin(slope))
-    for k in range(y.size):
-        if (k & 4095) == 0:
-            ph = c0 + slope * k
-            rot = gain * complex(np.cos(ph), np.sin(ph))
-        y[k] *= rot
-        rot *= step
+    """y[k] *= gain exp(j (c0 + slope k)) in place: an exact phasor at the start of each
+    4096-element segment times a table of exp(j slope m), m < 4096 (no recurrence, so the
+    products vectorise)."""
+    seg = min(y.size, 4096)
+    tab = np.empty(seg, dtype=np.complex128)
+    for m in range(seg):
+        tab[m] = complex(np.cos(slope * m), np.sin(slope * m))
+    for k0 in range(0, y.size, seg):
+        ph = c0 + slope * k0
+        r0 = gain * complex(np.cos(ph), np.sin(ph))
+        for k in range(k0, min(y.size, k0 + seg)):
+            y[k] *= r0 * tab[k - k0]
 
 
 @nb.njit(cache=True, nogil=True)

@@ -242,7 +242,7 @@ def receive(iq: np.ndarray, tx_meta: dict, capture_rate_hz: float, disclosed_idx
     timings["calibration_s"] = time.perf_counter() - t0
 
     _phase_line(y, st.s3[:, 1], counts, tblk)
-    t_hat = np.vdot(gx, y[gidx]) / np.vdot(gx, gx).real
+    t_hat = _cdot(gx, y[gidx]) / _cdot(gx, gx).real
     rot = np.exp(-1j * np.angle(t_hat))
     snu = n_shot is not None
     n0 = (n_shot - (n_el or 0.0)) if snu else 1.0
@@ -425,11 +425,17 @@ def _phase_line(y: np.ndarray, s0: np.ndarray, counts: np.ndarray, tblk: int) ->
     kernels.rotate_linear(y, 0.0, -float(coef[0]), 1.0)
 
 
+def _cdot(a: np.ndarray, b: np.ndarray) -> complex:
+    """sum conj(a) b without BLAS (a multithreaded BLAS spins its idle threads after each
+    call, doubling the process's CPU time for nothing when its thread count is not limited)."""
+    return complex(np.sum(a.conj() * b))
+
+
 def _estimates(y: np.ndarray, x: np.ndarray, v_el: float | None, eta: float | None,
                detection: str) -> dict:
     """Closed-form gain, transmittance and excess noise from disclosed pairs (y in SNU, real
     gain after the phase rotation)."""
-    t = float(np.vdot(x, y).real / np.vdot(x, x).real)
+    t = float(_cdot(x, y).real / _cdot(x, x).real)
     resid = y - t * x
     var = float(np.mean(np.abs(resid) ** 2) / 2)  # per quadrature
     out = {"gain": t, "noise_var_snu": var, "snr": float(t * t * np.var(x) / (2 * var))}

@@ -63,7 +63,7 @@ def _fine_peak(c: np.ndarray, k: int, half: int = 32, up: int = 64) -> float:
     d = t[:, None] - j[None, :]
     w = np.kaiser(2 * half + 3, 8.0)
     ker = np.sinc(d) * np.interp(d, np.arange(-half - 1, half + 2), w)
-    fine = np.abs(ker @ c[j])
+    fine = np.abs(np.einsum("tj,j->t", ker, c[j]))  # no BLAS: see receiver._cdot
     i = int(np.argmax(fine))
     off = 0.0
     if 0 < i < fine.size - 1:

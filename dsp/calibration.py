@@ -40,6 +40,9 @@ PSD_NFFT = 512  # Welch segment: 1 MHz bins at 500 MS/s (the filter's roll-off s
 PSD_MAX_SAMPLES = 1 << 24  # the whole record (a shorter part carried pilot shifts 3x worse)
 
 
+_NO_SAMPLES = np.zeros((0, 2), dtype=np.int16)
+
+
 @dataclass(frozen=True)
 class Grid:
     """Positions of the direct pass: from `lo` to `hi` (samples), in chunks of `chunk` samples,
@@ -197,7 +200,8 @@ class Calibration:
             grids = tuple(None if r is None else _grid(r, chain, step, name) for r, name in
                           zip(self._records, ("shot-noise capture", "electronic-noise capture"),
                               strict=True))
-            self._ref = _Reference(chain, self._direct(chain, grids))
+            # keep the chain's parameters, not its frame's samples (a frame-long array)
+            self._ref = _Reference(chain.on(_NO_SAMPLES), self._direct(chain, grids))
             self.direct_passes += 1
             return self._ref.variances, {"method": "direct"}
 

@@ -3,7 +3,8 @@ emits the frame, discloses the PE subset, decodes Bob's reverse reconciliation, 
 verification tag, recomputes Bob's privacy-amplification length and coordinates the commit.
 
 Frames are pipelined two deep: Alice decodes frame f-1 on worker threads while Bob captures,
-processes and encodes frame f (frame f's PARAMS and ESTIMATION go before frame f-1's VERIFY).
+processes and encodes frame f (frame f's PARAMS and ESTIMATION go before frame f-1's VERIFY);
+frame f's decoding starts as soon as its SYNDROME arrives, overlapping the end of f-1's.
 Messages and their order: docs/protocol.md."""
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Decoding:
     result: asyncio.Task[DecodeResult] | None = None
 
     def start(self, timer: StageTimer) -> None:
+        """Start decoding on a worker thread (once)."""
         job, self.job = self.job, None
         assert job is not None
 
@@ -129,6 +131,7 @@ async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int | None,
         return asyncio.ensure_future(asyncio.to_thread(build_frame, tx, n, os.urandom(32), f))
 
     decoding: Decoding | None = None
+    nxt: Decoding | None = None
     pending = synthesise(0)
     f = 0
     try:
@@ -142,8 +145,6 @@ async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int | None,
                 {**frame.meta, **timing})})
             symbols = frame.symbols
             del frame
-            if decoding is not None:
-                decoding.start(timer)
             sift = await ch.recv(MsgType.SIFT)
             _check_frame(sift.fields, f)
             # frame f+1 synthesised ahead (never sent, its key never used, if the run stops
@@ -155,25 +156,28 @@ async def run_alice(ctx: EndContext, qc: Transmitter, n_frames: int | None,
             else:
                 block.seen += 1  # aborted by Bob (capture checks)
             del symbols
-            if decoding is not None:
-                await _send_verify(ctx, decoding)
+            # Bob sends frame f's ESTIMATION and SYNDROME before he waits for f-1's VERIFY:
+            # read them now and start decoding f, so that it overlaps the end of f-1's
+            # decoding instead of waiting for it (the decoder is the pipeline's longest stage)
             nxt = await _receive_syndromes(ctx, block, disclosed) if disclosed else None
             del disclosed
+            if nxt is not None:
+                nxt.start(timer)
             if decoding is not None:
+                await _send_verify(ctx, decoding)
                 await _finish_frame(ctx, block, decoding)
                 if block.n_total >= cfg.protocol.block_symbols:
                     await _end_block(ctx, block)
-            decoding = nxt
+            decoding, nxt = nxt, None
             f += 1
         await ch.send(MsgType.PARAMS, {"end": 1, "frames": f})
         if decoding is not None:
-            decoding.start(timer)
             await _send_verify(ctx, decoding)
             await _finish_frame(ctx, block, decoding)
         if block.seen or block.index == 0:
             await _end_block(ctx, block)
     finally:  # aborted or done: the frame synthesised ahead is never sent
-        for job in (pending, decoding.result if decoding is not None else None):
+        for job in (pending, *(d.result for d in (decoding, nxt) if d is not None)):
             if job is not None:
                 job.cancel()
     await ch.send(MsgType.PARAMS, {"done": 1})

@@ -53,10 +53,13 @@ LANES = 8  # codewords per decoder group (reconcile.ldpc_decoder.LANES)
 # table's iteration counts still hold, the new decoder gives the same ones). Scales every
 # row's cost alike.
 NS_PER_EDGE_PASS = 2.5
-# CPU of everything else per real of key data (DSP, model, MDR, hashing), ns: an estimate from
-# the 25 km link's 6.6e5 symbols/s on 2 cores (at most 1.5 us of CPU per real, ~0.35 us of it
-# decoding; docs/performance.md). Only the ranking of points with different decoding costs
-# depends on it; pass the link's own figure.
+# CPU of everything else per real of key data (DSP, model, MDR, hashing), ns. Only the ranking
+# of points with different decoding costs depends on it. 1000 was the 25 km link's figure
+# before session 3; measured there at its end (2026-11-26 22:04, 1.4-1.5 CPU-us per symbol,
+# ~0.73 of it decoding) it is ~360 ns, with which the link's choice would move from 8 x 242000
+# (beta 0.908) to 16 x 120000 (beta 0.901): 27 % less decoding, 11 % less key per symbol, +4 %
+# key per CPU second. The link keeps 1000 (more key per symbol; its 10^6 symbols/s target is
+# met): a product choice, docs/reconciliation.md "Operating point".
 OTHER_NS_PER_REAL = 1000.0
 MAX_FRAMES_PER_BATCH = 8
 # Codewords per decoder group at which the refill passes were measured (MeasuredPoint.

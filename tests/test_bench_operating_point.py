@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 import pytest
+from mdr_frames import mdr_frames
 
-from reconcile import mdr, operating_point, rate_adapt
+from reconcile import operating_point
 from reconcile.ldpc_decoder import Decoder
 
 SNR = 0.4
@@ -26,17 +27,8 @@ REALS = 2 * (2**20 - math.floor(0.1 * 2**20))
 
 def _batch(point: operating_point.OperatingPoint, seed: int, count: int = 8):
     a = point.adaptation()
-    code = a.code
-    rng = np.random.default_rng(seed)
-    words = np.empty((count, code.n), np.uint8)
-    llr = np.empty((count, code.n), np.float32)
-    for i in range(count):
-        words[i] = rate_adapt.bob_word(a, rng.integers(0, 2, code.n))
-        x = rng.normal(size=a.transmitted.size)
-        y = x + rng.normal(scale=math.sqrt(1 / SNR), size=x.size)
-        alpha, norms = mdr.bob_encode(y, words[i, a.transmitted], 8)
-        llr[i] = rate_adapt.alice_llr(a, mdr.alice_llr(x, alpha, norms, 8, 1 / SNR))
-    return code, llr, code.syndrome(words), words
+    llr, words = mdr_frames(a, SNR, count, np.random.default_rng(seed))
+    return a.code, llr, a.code.syndrome(words), words
 
 
 @pytest.mark.benchmark(group="operating-point")

@@ -74,6 +74,25 @@ def bench(cfg: LinkConfig) -> tuple[CvqkdOverlay, CvqkdOverlay]:
     return alice, bob
 
 
+def bench_session(cfg: LinkConfig, a: Path, b: Path, alice: CvqkdOverlay, bob: CvqkdOverlay,
+                  frames: int) -> tuple:
+    """One tx/rx session of `frames` frames over the two boards of `bench`, the ends' files in
+    `a` and `b` (setup_ends); (Alice's report, Bob's report)."""
+    addr = ("127.0.0.1", free_port_pair())
+
+    async def both():
+        listening = asyncio.Event()
+        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, None,
+                                        TxServer(frames=frames), overlay=alice,
+                                        on_listening=lambda *_: listening.set()))
+        await asyncio.wait_for(listening.wait(), 30)
+        rx = await run_rx(cfg, end_files(cfg, b, "bob"), addr, None, overlay=bob)
+        (tx_report,) = await tx
+        return tx_report, rx
+
+    return asyncio.run(both())
+
+
 def small_config() -> LinkConfig:
     return config_from_dict({"physics": {"distance_km": 5.0, "seed": 7},
                              "modulation": {"v_a": 1.5},
@@ -89,20 +108,7 @@ def test_board_path_end_to_end_with_model_boards(tmp_path: Path) -> None:
     cfg = small_config()
     a, b = setup_ends(tmp_path)
     alice, bob = bench(cfg)
-    port = free_port_pair()
-    addr = ("127.0.0.1", port)
-
-    async def both():
-        listening = asyncio.Event()
-        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, None,
-                                        TxServer(frames=2), overlay=alice,
-                                        on_listening=lambda *_: listening.set()))
-        await asyncio.wait_for(listening.wait(), 30)
-        rx = await run_rx(cfg, end_files(cfg, b, "bob"), addr, None, overlay=bob)
-        (tx_report,) = await tx
-        return tx_report, rx
-
-    rep_tx, rep_rx = asyncio.run(both())
+    rep_tx, rep_rx = bench_session(cfg, a, b, alice, bob, frames=2)
     assert rep_tx.session_abort is None and rep_rx.session_abort is None
     assert [f.ok for f in rep_rx.frames] == [True, True]
     for f in rep_rx.frames:  # xi 0.02 SNU; one 2^16-symbol frame estimates it to ~0.06

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_link import store_keys
-from test_link_drivers_board import bench
+from test_link_drivers_board import bench, bench_session
 from test_link_two_process import (
     TINY,
     finish,
-    free_port_pair,
     setup_ends,
     start_pair,
     stores,
@@ -37,7 +36,6 @@ from controller.link_quantum import (
     model_overlay,
 )
 from controller.link_report import LinkReport
-from controller.link_two_process import TxServer, end_files, run_rx, run_tx
 from dsp.layout import PASS_BAND, added_noise_model
 from dsp.transmitter import build_frame
 from fpga_bindings.overlay import open_model
@@ -208,19 +206,7 @@ def test_board_path_at_1_gsps(tmp_path: Path) -> None:
                                          "code_n": 16000, "xi_abort": 1.0}})
     a, b = setup_ends(tmp_path)
     alice, bob = bench(cfg)
-    addr = ("127.0.0.1", free_port_pair())
-
-    async def both():
-        listening = asyncio.Event()
-        tx = asyncio.create_task(run_tx(cfg, end_files(cfg, a, "alice"), addr, None,
-                                        TxServer(frames=2), overlay=alice,
-                                        on_listening=lambda *_: listening.set()))
-        await asyncio.wait_for(listening.wait(), 30)
-        rx = await run_rx(cfg, end_files(cfg, b, "bob"), addr, None, overlay=bob)
-        (tx_report,) = await tx
-        return tx_report, rx
-
-    rep_tx, rep_rx = asyncio.run(both())
+    rep_tx, rep_rx = bench_session(cfg, a, b, alice, bob, frames=2)
     assert rep_tx.session_abort is None and rep_rx.session_abort is None
     assert alice.rfdc.dac_interpolation() == bob.rfdc.dac_interpolation() == 4
     assert [f.ok for f in rep_rx.frames] == [True, True]

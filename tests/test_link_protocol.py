@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from mdr_frames import mdr_frames
 
 from controller import channel as ch
 from controller.config import LinkConfig, config_from_dict
@@ -202,7 +203,7 @@ def test_alice_decodes_adaptations_with_the_mother_codes_decoder(snr: float) -> 
 
     from controller.link_alice import _decoder
     from controller.link_protocol import mother_code
-    from reconcile import mdr, met_codes, rate_adapt
+    from reconcile import met_codes, rate_adapt
     from reconcile.ldpc_decoder import Decoder, decoder_for
 
     cfg = config_from_dict({"protocol": {"reconciliation": "fixed", "beta_target": 0.85,
@@ -215,18 +216,8 @@ def test_alice_decodes_adaptations_with_the_mother_codes_decoder(snr: float) -> 
     other = rate_adapt.for_snr(met_codes.get_code("met_r0.10", 16_000), 0.2, 0.85)
     assert _decoder(SimpleNamespace(cfg=cfg), other) is decoder_for(other.code)
 
-    rng = np.random.default_rng(7)
-    carried, n_cw = ad.transmitted.size, 8
-    x = rng.normal(size=carried * n_cw) * math.sqrt(snr)
-    y = x + rng.normal(size=x.size)
-    llr = np.empty((n_cw, mother.n), np.float32)
-    words = np.empty((n_cw, mother.n), np.uint8)
-    for i in range(n_cw):
-        s = slice(i * carried, (i + 1) * carried)
-        words[i] = rate_adapt.bob_word(ad, rng.integers(0, 2, mother.n - ad.shortened,
-                                                        dtype=np.uint8))
-        alpha, norms = mdr.bob_encode(y[s], words[i, ad.transmitted], 8)
-        llr[i] = rate_adapt.alice_llr(ad, mdr.alice_llr(x[s], alpha, norms, 8, 1.0))
+    n_cw = 8
+    llr, words = mdr_frames(ad, snr, n_cw, np.random.default_rng(7))
     syndrome = ad.code.syndrome(words)
     got = dec.decode(llr, syndrome, 100)
     ref = Decoder(ad.code).decode(llr, syndrome, 100)

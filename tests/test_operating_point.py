@@ -7,9 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from mdr_frames import mdr_frames
 from scipy import stats
 
-from reconcile import mdr, met_codes, operating_point, rate_adapt
+from reconcile import met_codes, operating_point
 from reconcile.finite_size import finite_size_rate
 from reconcile.keyrate import fibre_transmittance
 from reconcile.ldpc_decoder import Decoder
@@ -198,15 +199,7 @@ def _decode_errors(point: operating_point.OperatingPoint, snr: float, frames: in
     """Codewords of `point` that fail at its cap on fresh simulated data (as the sweep)."""
     a = point.adaptation()
     code = a.code
-    rng = np.random.default_rng(seed)
-    words = np.empty((frames, code.n), np.uint8)
-    llr = np.empty((frames, code.n), np.float32)
-    for i in range(frames):
-        words[i] = rate_adapt.bob_word(a, rng.integers(0, 2, code.n))
-        x = rng.normal(size=a.transmitted.size)
-        y = x + rng.normal(scale=math.sqrt(1 / snr), size=x.size)
-        alpha, norms = mdr.bob_encode(y, words[i, a.transmitted], 8)
-        llr[i] = rate_adapt.alice_llr(a, mdr.alice_llr(x, alpha, norms, 8, 1 / snr))
+    llr, words = mdr_frames(a, snr, frames, np.random.default_rng(seed))
     res = Decoder(code).decode(llr, code.syndrome(words), max_iter=point.max_iter, threads=2)
     return int(frames - np.sum(res.converged & np.all(res.bits == words, axis=1)))
 
